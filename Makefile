@@ -1,0 +1,51 @@
+# ReasonAct. `make pipeline` runs every notebook on the tiny profile; `make test` runs the tests.
+# Both call `make setup`, which is idempotent (a stamp file makes a second run take seconds).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup pipeline test test-fast lint format lock clean
+
+setup: $(STAMP)
+
+# torch first: on a CPU machine `torch==2.13.0` is the local CPU wheel; any other torch request
+# pulls several GB of CUDA packages (STACK_NOTES.md). Everything else then installs under
+# constraints.txt, which pins torch==2.13.0 and the exact versions CI tested.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name reasonact --display-name "ReasonAct (.venv)" >/dev/null
+	@touch $@
+	@echo "setup done: $(VENV) ($$($(PY) -c 'import torch; print("torch", torch.__version__)'))"
+
+pipeline: setup
+	$(VENV)/bin/reasonact run --profile tiny
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not notebook"
+
+lint: setup
+	$(VENV)/bin/ruff check reasonact tests bench notebooks
+	$(VENV)/bin/ruff format --check reasonact tests bench
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
+
+format: setup
+	$(VENV)/bin/ruff check --fix reasonact tests bench notebooks
+	$(VENV)/bin/ruff format reasonact tests bench
+
+# Re-pin constraints.txt from the current venv (after deliberately upgrading a package).
+lock: setup
+	(echo "# Exact versions CI tested (make setup installs under this constraint). Regenerate: make lock"; \
+	 echo "torch==2.13.0"; $(PY) -m pip freeze --exclude-editable | grep -viE '^(torch|reasonact)==') > constraints.txt
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

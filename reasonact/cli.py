@@ -1,0 +1,117 @@
+"""The ``reasonact`` command. Every stage is a function; this file only parses arguments and calls it.
+
+    reasonact run --profile tiny [--from 00] [--to 06] [--out runs/NAME]
+    reasonact data synthact --out DIR --clips-per-class N --seed S
+    reasonact data manifest {hmdb51,ucf101,kinetics400} --root DIR --splits PATH --fold K --subset S --out FILE
+    reasonact model build-tiny [--profile tiny] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import reasonact  # noqa: F401  (installs the CPU-torch torchvision fix before anything imports it)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_run(args) -> int:
+    from reasonact.runner import NotebookFailed, run_notebooks
+
+    params = {"SEED": args.seed}
+    try:
+        results = run_notebooks(profile=args.profile, run=args.out, start=args.start, end=args.end, seed=args.seed,
+                                params=params)
+    except NotebookFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(results)
+    return 0
+
+
+def cmd_data_manifest(args) -> int:
+    from reasonact.data.actions import build_manifest
+    from reasonact.data.manifest import write_manifest
+
+    records, report = build_manifest(args.dataset, args.root, splits=args.splits, fold=args.fold,
+                                     subset=args.subset, strict=args.strict, pattern=args.pattern)
+    write_manifest(records, args.out)
+    report["manifest"] = str(args.out)
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{args.dataset} {args.subset} fold {args.fold}: {report['found']}/{report['listed']} clips found, "
+              f"{report['missing']} missing -> {args.out}")
+        for path in report.get("missing_videos", [])[:10]:
+            print(f"  missing: {path}")
+    return 0
+
+
+def cmd_model_build_tiny(args) -> int:
+    from reasonact.config import load_config, parse_overrides
+    from reasonact.models import build_tiny_model, count_parameters
+
+    recipe = load_config(args.profile, parse_overrides(args.set))
+    path = build_tiny_model(cfg=recipe.model.tiny, video_size=recipe.video.size, force=args.force)
+    from transformers import AutoModelForImageTextToText
+
+    n = count_parameters(AutoModelForImageTextToText.from_pretrained(path))
+    info = {"path": str(path), "parameters": n["total"]}
+    _print_json(info) if args.json else print(f"tiny model ({n['total'] / 1e6:.2f} M parameters): {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reasonact", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="execute the numbered notebooks with papermill")
+    r.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora (default: tiny)")
+    r.add_argument("--from", dest="start", default=None, help="first notebook number, e.g. 03")
+    r.add_argument("--to", dest="end", default=None, help="last notebook number, e.g. 05")
+    r.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--json", action="store_true", help="print per-notebook timings as JSON")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("data", help="datasets: SynthAct generation, manifests of the real benchmarks")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    m = dsub.add_parser("manifest", help="manifest of HMDB51 / UCF-101 / Kinetics-400 from their official split files")
+    m.add_argument("dataset", choices=["hmdb51", "ucf101", "kinetics400"])
+    m.add_argument("--root", required=True, help="folder with the videos")
+    m.add_argument("--splits", default=None, help="split files (HMDB51/UCF-101 folder) or the Kinetics csv folder")
+    m.add_argument("--fold", type=int, default=1, help="1-3 for HMDB51 and UCF-101")
+    m.add_argument("--subset", default="train", help="train | test (HMDB51, UCF-101); train | val (Kinetics-400)")
+    m.add_argument("--pattern", default=None, help="file-name pattern, e.g. '{split}/{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4'")
+    m.add_argument("--strict", action="store_true", help="fail if any listed video is missing")
+    m.add_argument("--out", required=True, help="manifest .jsonl to write")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_data_manifest)
+
+    mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
+    msub = mo.add_subparsers(dest="model_command", required=True)
+    b = msub.add_parser("build-tiny", help="build (or find in the cache) the tiny random-init Qwen2.5-VL")
+    b.add_argument("--profile", default="tiny")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override, e.g. model.tiny.seed=1")
+    b.add_argument("--force", action="store_true", help="rebuild even if cached")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_model_build_tiny)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:  # our errors name the file and the field
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Video decoding with decord: uniform frame sampling, resizing, metadata, clear errors.
+
+``read_video(path, num_frames=16, size=224)`` returns the sampled frames as a uint8 array
+``(N, size, size, 3)`` and a ``transformers`` ``VideoMetadata`` (fps, total frames, sampled indices).
+Passing that metadata to the processor makes ``second_per_grid_ts`` right: without it the
+processor assumes 24 fps and collapses the temporal positions of a short clip (STACK_NOTES.md).
+
+Frames are resized so the shorter side is ``size`` and centre-cropped to ``size x size``. The
+processor is built with a pixel budget of exactly ``size * size`` (models.build_processor), so
+it neither upscales nor downscales: 16 frames at 224 px give 16/2 * (224/28)^2 = 512 video tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+
+class VideoDecodeError(RuntimeError):
+    """A clip cannot be decoded; the message names the file and the cause."""
+
+    def __init__(self, path: str | Path, cause: str):
+        self.path, self.cause = str(path), cause
+        super().__init__(f"{path}: {cause}")
+
+
+@dataclass
+class Video:
+    frames: np.ndarray  # (N, H, W, 3) uint8
+    indices: list[int]  # sampled frame indices into the original clip
+    fps: float
+    total_frames: int
+    path: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.total_frames / self.fps if self.fps else 0.0
+
+    def metadata(self):
+        """transformers' VideoMetadata for the processor (sampled_fps = N / total * fps)."""
+        from transformers.video_utils import VideoMetadata
+
+        h, w = self.frames.shape[1:3]
+        return VideoMetadata(total_num_frames=self.total_frames, fps=self.fps, width=w, height=h,
+                             duration=self.duration_s, video_backend="decord", frames_indices=list(self.indices))
+
+
+def sample_indices(total_frames: int, num_frames: int = 16) -> list[int]:
+    """Uniform indices ``round(linspace(0, total-1, N))``.
+
+    A clip shorter than ``num_frames`` repeats indices (e.g. 4 frames -> 0,0,1,1,1,2,2,3...), so every
+    clip yields exactly ``num_frames`` frames and the token count stays fixed.
+    """
+    if total_frames < 1:
+        raise ValueError("total_frames must be >= 1")
+    if num_frames < 1:
+        raise ValueError("num_frames must be >= 1")
+    return [int(i) for i in np.round(np.linspace(0, total_frames - 1, num_frames)).astype(int)]
+
+
+def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize the shorter side to ``size`` (bilinear) and centre-crop to ``size x size``."""
+    import torch
+    import torch.nn.functional as F
+
+    n, h, w, _ = frames.shape
+    if (h, w) == (size, size):
+        return frames
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    x = x[:, :, top : top + size, left : left + size]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def read_video(path: str | Path, num_frames: int = 16, size: int | None = 224) -> Video:
+    """Decode ``num_frames`` uniformly sampled frames of ``path``; raise VideoDecodeError on any failure."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoDecodeError(path, "file not found")
+    if path.is_dir():
+        raise VideoDecodeError(path, "is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "file is empty (0 bytes)")
+    try:
+        import decord
+
+        decord.bridge.set_bridge("native")
+        vr = decord.VideoReader(str(path), num_threads=1)
+        total = len(vr)
+        fps = float(vr.get_avg_fps() or 0.0)
+    except Exception as e:  # decord raises DECORDError / RuntimeError with C++ messages
+        raise VideoDecodeError(path, f"cannot open as a video ({_short(e)})") from None
+    if total < 1:
+        raise VideoDecodeError(path, "the video has no frames")
+    if not np.isfinite(fps) or fps <= 0:
+        raise VideoDecodeError(path, f"invalid frame rate {fps}")
+    idx = sample_indices(total, num_frames)
+    try:
+        frames = vr.get_batch(idx).asnumpy()
+    except Exception as e:  # truncated files: the header promises frames the stream does not have
+        raise VideoDecodeError(path, f"decoding frames {idx[0]}..{idx[-1]} of {total} failed, "
+                               f"the file may be truncated ({_short(e)})") from None
+    if frames.ndim != 4 or frames.shape[0] != num_frames or frames.shape[-1] != 3:
+        raise VideoDecodeError(path, f"unexpected decoded shape {frames.shape}")
+    if size:
+        frames = resize_square(frames, size)
+    return Video(frames=frames, indices=idx, fps=fps, total_frames=total, path=str(path))
+
+
+def _short(e: Exception, n: int = 200) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return msg[:n]
+
+
+@dataclass
+class SkipReport:
+    """Clips that could not be decoded while iterating a manifest: counted and listed, never fatal."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, cause)
+    ok: int = 0
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    def summary(self) -> str:
+        lines = [f"{self.ok} clips decoded, {self.num_skipped} skipped"]
+        lines += [f"  skipped {p}: {c}" for p, c in self.skipped[:20]]
+        if self.num_skipped > 20:
+            lines.append(f"  ... and {self.num_skipped - 20} more")
+        return "\n".join(lines)
+
+
+def iter_videos(records: Iterable[dict], num_frames: int = 16, size: int | None = 224,
+                report: SkipReport | None = None) -> Iterator[tuple[dict, Video]]:
+    """Yield ``(record, Video)`` for each manifest record; damaged clips are skipped and reported."""
+    report = report if report is not None else SkipReport()
+    for rec in records:
+        try:
+            video = read_video(rec["video"], num_frames=num_frames, size=size)
+        except VideoDecodeError as e:
+            report.skipped.append((e.path, e.cause))
+            continue
+        report.ok += 1
+        yield rec, video
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 12.0) -> Path:
+    """Write uint8 frames (N, H, W, 3) as an mp4 (H.264, yuv420p, single-threaded: deterministic)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n, h, w, _ = frames.shape
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+        stream.codec_context.options = {"threads": "1", "crf": "18", "preset": "veryfast"}
+        stream.thread_count = 1
+        for frame in frames:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]), format="rgb24")
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+

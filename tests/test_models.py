@@ -1,0 +1,108 @@
+import hashlib
+
+import pytest
+import torch
+
+from reasonact.config import LoraConfig, TinyModelConfig, load_config, parse_overrides
+from reasonact.models import (VISION_TOKENS, apply_lora, build_tiny_model, load_model, lora_target_regex,
+                              vision_token_ids)
+from reasonact.prompts import encode_videos
+from reasonact.video import read_video
+
+
+def _sha(path):
+    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+
+def _recipe(model_dir, **over):
+    return load_config("tiny", parse_overrides([f"model.name_or_path={model_dir}"] + [f"{k}={v}" for k, v in over.items()]))
+
+
+def test_same_seed_same_weights(tmp_path, tiny_model_dir):
+    corpus = ["knee flexion", "bends the knees", "<think> frames 1-4 </think>"] * 5
+    a = build_tiny_model(tmp_path / "a", TinyModelConfig(vocab_size=400), corpus=corpus)
+    b = build_tiny_model(tmp_path / "b", TinyModelConfig(vocab_size=400), corpus=corpus)
+    c = build_tiny_model(tmp_path / "c", TinyModelConfig(vocab_size=400, seed=1), corpus=corpus)
+    assert _sha(a) == _sha(b) != _sha(c)
+    # reuse: a second call finds the folder and does not rebuild
+    mtime = (a / "model.safetensors").stat().st_mtime
+    assert build_tiny_model(tmp_path / "a", TinyModelConfig(vocab_size=400), corpus=corpus) == a
+    assert (a / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_reload_with_auto_classes(tiny_model_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(proc).__name__ == "Qwen2_5_VLProcessor"
+    assert sum(p.numel() for p in model.parameters()) < 3_000_000
+    for tok in VISION_TOKENS + ["<|im_start|>", "<|im_end|>"]:
+        assert proc.tokenizer.convert_tokens_to_ids(tok) != proc.tokenizer.unk_token_id
+    assert model.config.video_token_id == proc.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert not list(tiny_model_dir.glob("*.bin")), "weights are saved as safetensors only"
+
+
+def test_forward_with_video_and_labels_then_generate(tiny_model_dir, clip_path):
+    model, proc = load_model(_recipe(tiny_model_dir), lora=False)
+    video = read_video(clip_path, 16, 56)
+    inputs = encode_videos(proc, [video], answers=["<think>the square moves right</think><answer>slide</answer>"])
+    assert "pixel_values_videos" in inputs and "mm_token_type_ids" in inputs
+    labels = inputs["input_ids"].clone()
+    out = model(**inputs, labels=labels)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.model.language_model.embed_tokens.weight.grad is not None
+    # the video matters: other frames give other logits
+    video2 = read_video(clip_path, 16, 56)
+    video2.frames = video2.frames[::-1].copy()
+    with torch.no_grad():
+        a = model(**encode_videos(proc, [video])).logits
+        b = model(**encode_videos(proc, [video2])).logits
+    assert not torch.allclose(a, b)
+    gen = model.generate(**encode_videos(proc, [video]), max_new_tokens=8, do_sample=True,
+                         suppress_tokens=vision_token_ids(proc))
+    new = gen[0, -8:].tolist()
+    assert not set(new) & set(vision_token_ids(proc))
+
+
+def test_lora_targets_language_model_only(tiny_model_dir):
+    model, _ = load_model(_recipe(tiny_model_dir), lora=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all("language_model" in n for n in trainable)
+    assert not any("visual" in n for n in trainable)
+    lora_modules = [n for n, _ in model.named_modules() if n.endswith("lora_A")]
+    assert lora_modules and not any("visual" in n for n in lora_modules)
+
+
+def test_lora_regex_excludes_vision_mlp():
+    import re
+
+    rx = re.compile(lora_target_regex(["up_proj", "q_proj"]))
+    assert rx.match("model.language_model.layers.0.mlp.up_proj")
+    assert rx.match("model.language_model.layers.1.self_attn.q_proj")
+    assert not rx.match("model.visual.blocks.0.mlp.up_proj")
+
+
+def test_apply_lora_rank(tiny_model_dir):
+    from transformers import AutoModelForImageTextToText
+
+    model = apply_lora(AutoModelForImageTextToText.from_pretrained(tiny_model_dir), LoraConfig(r=4, alpha=8))
+    a = next(p for n, p in model.named_parameters() if n.endswith("lora_A.default.weight"))
+    assert a.shape[0] == 4
+
+
+def test_4bit_load_on_cpu(tiny_model_dir, clip_path):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    model, proc = load_model(_recipe(tiny_model_dir, **{"model.load_in_4bit": "true"}), lora=True)
+    n4 = [n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert n4 and all("visual" not in n for n in n4)
+    inputs = encode_videos(proc, [read_video(clip_path, 16, 56)], answers=["<answer>x</answer>"])
+    out = model(**inputs, labels=inputs["input_ids"])
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert any(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
