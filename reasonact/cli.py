@@ -66,6 +66,40 @@ def cmd_model_build_tiny(args) -> int:
     return 0
 
 
+def cmd_library(args) -> int:
+    from reasonact.library import coverage, load_library
+
+    lib = load_library(args.dir) if args.dir else load_library()
+    if args.library_command == "stats":
+        stats = lib.stats()
+        _print_json(stats) if args.json else print("\n".join(f"{k}: {v}" for k, v in stats.items()))
+        return 0
+    report = {"actions": len(lib), "coverage": coverage(lib)}
+    missing = sum(len(c["missing"]) + len(c["alias_collisions"]) for c in report["coverage"].values())
+    if not args.no_embed:
+        from reasonact.embeddings import build_index, cohesion, near_duplicates, similar_decompositions
+
+        index = build_index(lib)
+        report["cohesion"] = cohesion(lib, index)
+        report["near_duplicates"] = near_duplicates(index)
+        report["similar_decompositions"] = similar_decompositions(lib)
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{len(lib)} actions load and pass the structural checks")
+        for ds, c in report["coverage"].items():
+            line = f"  {ds}: {c['classes'] - len(c['missing'])}/{c['classes']} classes resolve"
+            print(line + (f"; missing: {', '.join(c['missing'][:10])}" if c["missing"] else ""))
+            for col in c["alias_collisions"]:
+                print(f"    alias spells another {ds} class: {col}")
+        if "cohesion" in report:
+            co = report["cohesion"]
+            print(f"phrasing cohesion: {co['passed']}/{co['checked']} sub-actions ({co['share']:.1%})")
+            print(f"near-duplicate sub-actions (cosine > 0.9, different names): {len(report['near_duplicates'])}")
+            print(f"similar decompositions flagged for review (Jaccard >= 0.8): {len(report['similar_decompositions'])}")
+    return 1 if missing else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reasonact", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -92,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="manifest .jsonl to write")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_data_manifest)
+
+    lb = sub.add_parser("library", help="the sub-action library: validate, statistics")
+    lsub = lb.add_subparsers(dest="library_command", required=True)
+    for name, text in [("validate", "structure, coverage of all 552 classes, phrasing cohesion, duplicates"),
+                       ("stats", "phases, sub-actions, sharing across actions and datasets")]:
+        q = lsub.add_parser(name, help=text)
+        q.add_argument("--dir", default=None, help="library folder (default: data/library)")
+        q.add_argument("--json", action="store_true")
+        if name == "validate":
+            q.add_argument("--no-embed", action="store_true", help="skip the embedding checks (structure and coverage only)")
+        q.set_defaults(func=cmd_library)
 
     mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
     msub = mo.add_subparsers(dest="model_command", required=True)

@@ -60,7 +60,7 @@ def run_notebooks(profile: str = "tiny", run: str | Path | None = None, start: s
         log(f"  {nb.name} ...")
         try:
             pm.execute_notebook(str(nb), str(executed), parameters=parameters, kernel_name=kernel,
-                                cwd=str(directory), progress_bar=False, log_output=False)
+                                cwd=str(directory), language="python", progress_bar=False, log_output=False)
         except PapermillExecutionError as e:
             log(f"  {nb.name} FAILED after {time.time() - t0:.1f} s")
             raise NotebookFailed(nb, e.cell_index, e.source, e.ename, e.evalue, executed) from None
