@@ -1,8 +1,11 @@
 """The ``reasonact`` command. Every stage is a function; this file only parses arguments and calls it.
 
     reasonact run --profile tiny [--from 00] [--to 06] [--out runs/NAME]
-    reasonact data synthact --out DIR --clips-per-class N --seed S
+    reasonact data synthact --out DIR --clips-per-class N --seed S [--level easy|medium|hard]
     reasonact data manifest {hmdb51,ucf101,kinetics400} --root DIR --splits PATH --fold K --subset S --out FILE
+    reasonact library validate|stats [--json]
+    reasonact cot generate --teacher template|openai|model --manifest M --out DIR [--format plain|process]
+    reasonact cot fre-data --profile tiny --out DIR
     reasonact model build-tiny [--profile tiny] [--json]
 """
 
@@ -31,6 +34,20 @@ def cmd_run(args) -> int:
         return 1
     if args.json:
         _print_json(results)
+    return 0
+
+
+def cmd_data_synthact(args) -> int:
+    from reasonact.data.synthact import generate, parse_splits
+
+    summary = generate(args.out, args.clips_per_class, seed=args.seed, level=args.level, size=args.size,
+                       splits=parse_splits(args.splits), workers=args.workers, progress=not args.json)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{summary['num_clips']} clips ({summary['clips_per_s']} clips/s) -> {summary['out_dir']}")
+        for split, path in summary["manifests"].items():
+            print(f"  {split}: {summary['counts'][split]} clips, {path}")
     return 0
 
 
@@ -91,13 +108,35 @@ def cmd_library(args) -> int:
             line = f"  {ds}: {c['classes'] - len(c['missing'])}/{c['classes']} classes resolve"
             print(line + (f"; missing: {', '.join(c['missing'][:10])}" if c["missing"] else ""))
             for col in c["alias_collisions"]:
-                print(f"    alias spells another {ds} class: {col}")
+                print(f"    ambiguous alias in {ds}: {col}")
         if "cohesion" in report:
             co = report["cohesion"]
             print(f"phrasing cohesion: {co['passed']}/{co['checked']} sub-actions ({co['share']:.1%})")
             print(f"near-duplicate sub-actions (cosine > 0.9, different names): {len(report['near_duplicates'])}")
             print(f"similar decompositions flagged for review (Jaccard >= 0.8): {len(report['similar_decompositions'])}")
     return 1 if missing else 0
+
+
+def cmd_cot_generate(args) -> int:
+    from reasonact.cot_filter import generate_cot
+
+    summary = generate_cot(args.manifest, args.out, teacher=args.teacher, fmt=args.format, profile=args.profile,
+                           limit=args.limit, progress=not args.json)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{summary['kept']}/{summary['clips']} chains kept -> {summary['paths']['jsonl']}")
+        print("rejected by rule: " + ", ".join(f"{k} {v}" for k, v in summary["rejected_by_rule"].items()))
+    return 0
+
+
+def cmd_fre_data(args) -> int:
+    from reasonact.config import load_config
+    from reasonact.data.reasoning import build_fre_data
+
+    summary = build_fre_data(load_config(args.profile), args.out)
+    _print_json(summary) if args.json else print(f"FRE data -> {args.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="datasets: SynthAct generation, manifests of the real benchmarks")
     dsub = d.add_subparsers(dest="data_command", required=True)
+    sa = dsub.add_parser("synthact", help="render SynthAct clips (mp4 + per-frame ground truth) and manifests")
+    sa.add_argument("--out", required=True, help="output folder")
+    sa.add_argument("--clips-per-class", type=int, required=True, help="clips per class, divided between the splits")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--level", default="medium", choices=["easy", "medium", "hard"])
+    sa.add_argument("--size", type=int, default=112, help="frame side in pixels (even)")
+    sa.add_argument("--splits", default="train=0.7,val=0.15,test=0.15", help="name=fraction,... (fractions sum to 1)")
+    sa.add_argument("--workers", type=int, default=2)
+    sa.add_argument("--json", action="store_true")
+    sa.set_defaults(func=cmd_data_synthact)
+
     m = dsub.add_parser("manifest", help="manifest of HMDB51 / UCF-101 / Kinetics-400 from their official split files")
     m.add_argument("dataset", choices=["hmdb51", "ucf101", "kinetics400"])
     m.add_argument("--root", required=True, help="folder with the videos")
@@ -137,6 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "validate":
             q.add_argument("--no-embed", action="store_true", help="skip the embedding checks (structure and coverage only)")
         q.set_defaults(func=cmd_library)
+
+    co = sub.add_parser("cot", help="chains of thought: teacher generation + quality filter; FRE text data")
+    csub = co.add_subparsers(dest="cot_command", required=True)
+    g = csub.add_parser("generate", help="teacher chains for every clip of a manifest, filtered and saved")
+    g.add_argument("--teacher", default="template", choices=["template", "openai", "model"])
+    g.add_argument("--manifest", required=True)
+    g.add_argument("--out", required=True, help="output folder (cot.jsonl, cot_dataset/, rejected.jsonl, summary.json)")
+    g.add_argument("--format", default=None, choices=["plain", "process"], help="default: the recipe's teacher.format")
+    g.add_argument("--profile", default="tiny")
+    g.add_argument("--limit", type=int, default=None, help="only the first N clips")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_cot_generate)
+    fd = csub.add_parser("fre-data", help="the Stage 1 (FRE) text reasoning mixture of the profile")
+    fd.add_argument("--profile", default="tiny")
+    fd.add_argument("--out", required=True)
+    fd.add_argument("--json", action="store_true")
+    fd.set_defaults(func=cmd_fre_data)
 
     mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
     msub = mo.add_subparsers(dest="model_command", required=True)

@@ -59,6 +59,9 @@ class LoraConfig:
 @dataclass
 class ModelConfig:
     name_or_path: str | None = None  # hub id or local folder; None -> the tiny model built locally
+    # Tiny profile only (name_or_path null): start from the perception-pretrained base (issue 10,
+    # reasonact/base.py) instead of random init. false = the random-init "baseline of the baseline".
+    use_base: bool = True
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     dtype: str = "float32"  # float32 | bfloat16 | float16
     load_in_4bit: bool = False  # QLoRA: bitsandbytes nf4 with double quantisation
@@ -105,6 +108,93 @@ class TrainConfig:
 
 
 @dataclass
+class BaseConfig:
+    """Perception pretraining of the tiny model (reasonact/base.py): the stand-in for the pretraining
+    a real VLM arrives with. Trained on SynthAct body descriptions only, never on labels or phases."""
+
+    # easy first (large centred white figure: the only rendering a from-scratch tiny VLM learns
+    # from, STACK_NOTES.md), then medium (random size/position/mirroring: what the later stages use).
+    levels: list[str] = field(default_factory=lambda: ["easy", "medium"])
+    mix_start: float = 0.15  # fraction of the steps that sees the first level only
+    mix_end: float = 0.5  # by here the last level's share has ramped up to last_share
+    last_share: float = 0.7  # keep some easy clips to the end (they anchor the vision tower)
+    split: str = "pretrain"  # a SynthAct split name no later stage evaluates on (clip seeds hash it)
+    # 1: each example asks for ONE random frame range ("Describe the body in frames 5-6."). Whole
+    # descriptions (0) are so predictable from their own text (ranges are autocorrelated) that the
+    # model learned a text prior and ignored the video (measured: same accuracy on the wrong video).
+    ranges_per_example: int = 1
+    pool_per_class: int = 250  # pre-rendered clips per class and level (rendering per step doubles the step time)
+    max_steps: int = 1200
+    per_device_train_batch_size: int = 16
+    learning_rate: float = 2.0e-3  # from scratch and tiny: far above fine-tuning rates
+    vision_lr_scale: float = 1.0  # vision-tower lr = learning_rate * this
+    warmup_ratio: float = 0.05
+    lr_scheduler_type: str = "cosine"
+    weight_decay: float = 0.0
+    save_steps: int = 200
+    logging_steps: int = 20
+    eval_steps: int = 200  # held-out perception accuracy during the build (the learning curve)
+    seed: int = 0
+    workers: int = 2  # processes rendering the pool
+
+
+@dataclass
+class CotFilterConfig:
+    """The quality filter of teacher chains (reasonact/cot_filter.py): rules, in the order they are checked."""
+
+    min_words: int = 25  # reasoning words (observation + think): fewer cannot name phases with their frames
+    # The student generates at most 256 new tokens at evaluation (the paper's budget): a longer chain
+    # could never be reproduced in full, so V-SFT would teach it to stop mid-sentence.
+    max_words: int = 190
+    min_phases: int = 2  # phases described (and in order): with one, no order is shown
+    min_phase_share: float = 0.5  # ...and at least this share of the clip's phases
+    require_frame_refs: bool = True  # the chain must cite frames ("frames 5-8"); all inside 1..N
+    dedup_threshold: float = 0.9  # word 3-gram Jaccard (digits masked) at which a chain duplicates a kept one
+
+
+@dataclass
+class TeacherConfig:
+    """CoT teachers (reasonact/teacher.py). The API key is never part of a recipe: it is read from the
+    environment variable named by ``api_key_env``."""
+
+    kind: str = "template"  # template (offline) | openai (any OpenAI-compatible endpoint) | model (local VLM)
+    format: str = "plain"  # plain: <think><answer> | process: <observation><think><answer> (VideoP2R)
+    seed: int = 0  # template phrasing choices; sampling of the local model
+    base_url: str | None = None  # None -> $OPENAI_BASE_URL, else https://api.openai.com/v1
+    model: str | None = None  # None -> $REASONACT_TEACHER_MODEL, else gpt-4o (the paper's teacher)
+    api_key_env: str = "OPENAI_API_KEY"
+    frames: int = 16  # images per request: the student's 16 frames, so "frames 5-8" means the same to both
+    frame_size: int = 336  # px (square); GPT-4o "low" detail downsizes to 512 anyway
+    image_detail: str = "auto"  # OpenAI image detail: low | high | auto
+    jpeg_quality: int = 85
+    temperature: float = 0.2  # low: consistent chains; variety comes from the clips
+    max_tokens: int = 600
+    timeout_s: float = 120.0  # a 16-image request to a busy endpoint can take a minute
+    max_retries: int = 5  # on 429, 5xx, timeouts and broken responses; exponential backoff
+    backoff_s: float = 2.0  # first wait; doubles each retry (or the server's Retry-After)
+    concurrency: int = 4  # requests in flight
+    cache_dir: str = "data/cache/teacher"  # responses keyed by clip, prompt and model: re-runs never pay twice
+    give_label: bool = False  # tell the teacher the label (rationalisation): more chains kept, less honest ones
+    local_model: str | None = None  # ModelTeacher: hub id or folder; None -> the recipe's model
+    max_new_tokens: int = 256  # the paper's generation budget
+    batch_size: int = 2
+    filter: CotFilterConfig = field(default_factory=CotFilterConfig)
+
+
+@dataclass
+class FreDataConfig:
+    """Stage 1 (FRE) text-reasoning data (reasonact/data/reasoning.py)."""
+
+    # source -> share of the mixture. Sources: gsm8k, math, logiqa, reclor, commonsense_qa, strategyqa,
+    # arc, openbookqa (the hub) and generated (offline tasks with verifiable answers).
+    weights: dict[str, float] = field(default_factory=lambda: {"generated": 1.0})
+    num_examples: int = 1000  # size of the mixture (a source with fewer examples gives what it has)
+    split: str = "train"
+    local_dirs: dict[str, str] = field(default_factory=dict)  # source -> local copy (folder/files) instead of the hub
+    seed: int = 0
+
+
+@dataclass
 class Recipe:
     profile: str = "tiny"
     seed: int = 42
@@ -113,6 +203,9 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     fre: TrainConfig = field(default_factory=TrainConfig)
     vsft: TrainConfig = field(default_factory=TrainConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    fre_data: FreDataConfig = field(default_factory=FreDataConfig)
     source: str = "<defaults>"  # the file the recipe was read from (set by the loader)
 
     def to_dict(self) -> dict:

@@ -287,7 +287,8 @@ def coverage(lib: Library) -> dict:
     """Which official classes have their own entry (all 552 must), matched by label spelling only.
 
     Aliases are not used here: a class must not borrow another class's entry. ``alias_collisions``
-    lists aliases that spell another class of the same dataset (they would make answers ambiguous).
+    lists aliases that spell another class of the same dataset, or that two classes of the dataset
+    share: either would make an answer ambiguous, so the validator rejects both.
     """
     out = {}
     for ds in DATASETS:
@@ -296,6 +297,12 @@ def coverage(lib: Library) -> dict:
         normalized = {normalize_label(c) for c in official}
         collisions = sorted(f"{a.label}: {al}" for a in lib if a.dataset == ds for al in a.aliases
                             if normalize_label(al) in normalized and normalize_label(al) != normalize_label(a.label))
+        owners: dict[str, list[str]] = defaultdict(list)
+        for a in lib:
+            if a.dataset == ds:
+                for al in set(map(normalize_label, a.aliases)):
+                    owners[al].append(a.label)
+        collisions += sorted(f"{' & '.join(sorted(v))}: share the alias {k!r}" for k, v in owners.items() if len(v) > 1)
         out[ds] = {"classes": len(official), "missing": [c for c in official if normalize_label(c) not in labels],
                    "alias_collisions": collisions}
     return out

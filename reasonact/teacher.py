@@ -1,0 +1,419 @@
+"""Chain-of-thought teachers: one interface, three teachers, and the structured prompt they share.
+
+    teacher = make_teacher("template", recipe)             # or "openai", "model"
+    chains = teacher.generate(records)                     # manifest records -> list[Chain], same order
+
+A chain is a completion in the project's format (DESIGN.md): ``<think>…</think><answer>…</answer>``,
+or with ``format="process"`` (VideoP2R) ``<observation>…</observation><think>…</think><answer>…</answer>``.
+Frame references ("frames 5-8") are 1-based numbers of the N frames the *student* sees (N =
+``recipe.video.num_frames``, 16 as in the paper), sampled uniformly (``video.sample_indices``).
+
+- ``TemplateTeacher`` (offline, the tiny profile and tests): correct chains written from the label,
+  the clip's phase windows and the library's phrasings. Per clip (seeded by the clip's id, so the
+  order of the records does not matter) it draws the subject, sentence templates, connectives and
+  one phrasing per sub-action, so the same sub-action is named in different words across clips.
+- ``OpenAITeacher``: any OpenAI-compatible endpoint (GPT-4o in the paper; a vLLM server with
+  Qwen2.5-VL-72B as Video-R1 used). Frames go as base64 JPEG image parts, each preceded by its
+  frame number; responses are cached on disk by clip, prompt and model (``chat_client.py``).
+- ``ModelTeacher``: a local VLM through transformers (the tiny model here; Qwen2.5-VL-7B on a GPU),
+  greedy by default, vision tokens suppressed.
+
+A teacher never raises for one bad clip: the chain carries ``error`` and the filter counts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import random
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reasonact.library import Library, normalize_label
+from reasonact.rewards.gt import ground_truth
+from reasonact.video import VideoDecodeError, read_video, sample_indices
+
+FORMATS = ("plain", "process")
+SYSTEM_PROMPT = ("You are an expert in human movement and biomechanics. You analyse short videos of one person "
+                 "performing an action and explain, step by step, how the movement unfolds over time.")
+
+
+@dataclass
+class Chain:
+    clip_id: str
+    record: dict  # the manifest record the chain is about (video, label, dataset, phases, fps, ...)
+    text: str  # the completion ("" when the teacher failed)
+    format: str  # plain | process
+    teacher: str  # "template", "openai:<model>", "model:<path>"
+    error: str | None = None
+    meta: dict = field(default_factory=dict)  # cached, attempts, usage...
+
+
+def clip_id(record: dict) -> str:
+    """A stable id for a clip: its own ``clip_id``/``id`` field, else dataset/label/file name (unique in
+    every supported dataset; independent of where the data folder lives)."""
+    for key in ("clip_id", "id"):
+        if record.get(key) not in (None, ""):
+            return str(record[key])
+    return f"{record.get('dataset', '')}/{record.get('split', '')}/{record.get('label', '')}/{Path(record['video']).name}"
+
+
+def _stable_seed(*parts) -> int:
+    return int.from_bytes(hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest(), "little")
+
+
+def frame_times(record: dict, num_frames: int = 16) -> np.ndarray:
+    """Time (s) of each of the N sampled frames: frame i of a clip shows (i + 0.5) / fps (SynthAct's
+    convention, used by the rewards too); without fps/num_frames, the centres of N equal cells."""
+    fps, total = record.get("fps"), record.get("num_frames")
+    if fps and total:
+        return (np.array(sample_indices(int(total), num_frames), float) + 0.5) / float(fps)
+    edges = ground_truth({**record, "num_sampled_frames": num_frames}, None).edges
+    return (edges[:-1] + edges[1:]) / 2
+
+
+def phase_frames(record: dict, library: Library | None, num_frames: int = 16) -> list[dict]:
+    """The clip's phases with the 1-based sampled frames inside each window: [{name, first, last,
+    sub_actions, phrasings}]. Windows are the record's (SynthAct) or the library's typical shares over
+    the clip (real datasets, ``rewards.gt``). A phase too short to contain a sampled frame gets the
+    frame nearest its middle."""
+    gt = ground_truth({**record, "num_sampled_frames": num_frames}, library)
+    times = frame_times(record, num_frames)
+    action = gt.action
+    out = []
+    for p in gt.phases:
+        inside = [k + 1 for k, t in enumerate(times) if p.start <= t < p.end]
+        if not inside:
+            inside = [int(np.argmin(np.abs(times - (p.start + p.end) / 2))) + 1]
+        phr = {}
+        if action is not None:
+            phr = {s.name: list(s.phrasings) for ph in action.phases for s in ph.sub_actions}
+        out.append({"name": p.name, "first": min(inside), "last": max(inside), "sub_actions": list(p.sub_actions),
+                    "phrasings": [phr.get(s) or [s.replace("_", " ")] for s in p.sub_actions]})
+    return out
+
+
+# ---- the structured prompt (the paper's CoT prompting) ------------------------------------------
+
+
+def build_prompt(fmt: str = "plain", num_frames: int = 16, candidates: Sequence[str] | None = None,
+                 label: str | None = None, media: str = "images") -> str:
+    """The teacher's instructions: analyse the frames in order, name phases and sub-actions with frame
+    ranges, explain how the order identifies the action, conclude with the answer."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    seen = (f"The {num_frames} images are frames of one video clip, in temporal order, each preceded by its "
+            f"number (1 to {num_frames})." if media == "images" else
+            f"The video has {num_frames} frames, numbered 1 to {num_frames} in temporal order.")
+    lines = [
+        seen, "Analyse the frames in order:",
+        '1. Describe what the person does in each group of consecutive frames, citing them as "frames a-b".',
+        "2. Name the phases of the movement (for a jump: preparation, loading, propulsion, flight, landing) and "
+        "the sub-actions within each (knee flexion, arm swing, ...), in the order they happen.",
+        "3. Explain how this sequence of phases identifies the action.",
+        "4. Conclude with the name of the action.",
+    ]
+    if candidates:
+        lines.append("The action is one of: " + ", ".join(normalize_label(c) for c in candidates) + ".")
+    if label:
+        lines.append(f"The correct action is {normalize_label(label)}: explain how the frames show it.")
+    if fmt == "process":
+        lines.append("Write what you see frame by frame (steps 1-2) inside <observation></observation>, your "
+                     "reasoning about the order of the phases (step 3) inside <think></think>, and only the action "
+                     "name inside <answer></answer>, with nothing outside these tags.")
+    else:
+        lines.append("Write your reasoning (steps 1-3) inside <think></think> and only the action name inside "
+                     "<answer></answer>, with nothing outside these tags.")
+    return "\n".join(lines)
+
+
+def candidate_classes(dataset: str | None) -> list[str] | None:
+    """Class names to list in the prompt (SynthAct 12, HMDB51 51, UCF-101 101); None for Kinetics-400,
+    whose 400 names would dwarf the question (the teacher answers openly there)."""
+    if dataset == "synthact":
+        from reasonact.data.synthact import CLASSES
+
+        return list(CLASSES)
+    if dataset in ("hmdb51", "ucf101"):
+        from reasonact.library import class_list
+
+        return class_list(dataset)
+    return None
+
+
+# ---- teachers ------------------------------------------------------------------------------------
+
+
+class Teacher:
+    """``generate(records) -> list[Chain]``, one chain per record, in order."""
+
+    name = "teacher"
+
+    def __init__(self, fmt: str = "plain", num_frames: int = 16):
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        self.format, self.num_frames = fmt, int(num_frames)
+
+    def generate(self, records: Sequence[dict]) -> list[Chain]:
+        raise NotImplementedError
+
+    def _chain(self, record: dict, text: str = "", error: str | None = None, **meta) -> Chain:
+        return Chain(clip_id(record), record, text, self.format, self.name, error, meta)
+
+
+_SUBJECTS = ("the person", "the figure", "he", "she", "the subject")
+_OPENERS = ("", "Let me go through the frames in order.", "I follow the movement from the first frame to the last.",
+            "The clip shows a single person; I describe the motion step by step.")
+_PHASE_HEADS = ("Frames {r}: {s} {body}.", "In frames {r}, {s} {body}.", "During frames {r} {s} {body}.",
+                "{C}, in frames {r}, {s} {body}.")
+# A phrasing that starts with its own subject ("both feet leave the ground") takes none; "is airborne" does.
+_OWN_SUBJECT = re.compile(r"^(?:the|both|his|her|their|its|one|a|an|each|arms?|hands?|feet|legs?|knees?)\b", re.I)
+
+
+def with_subject(subject: str, phrasing: str) -> str:
+    """"he" + "bends the knees" -> "he bends the knees"; "both feet leave the ground" stays as it is."""
+    return phrasing if _OWN_SUBJECT.match(phrasing) else f"{subject} {phrasing}"
+_CONNECTIVES = ("First", "Next", "Then", "After that", "Finally")
+_CONCLUSIONS = ("The phases come in the order {seq}, which is typical of {label}.",
+                "This sequence, {seq}, matches {label}.", "Taken together, {seq} is how {label} unfolds.",
+                "So the movement goes {seq}: this is {label}.")
+
+
+def _frames(first: int, last: int) -> str:
+    return f"{first}-{last}" if last > first else f"{first}"
+
+
+class TemplateTeacher(Teacher):
+    """Correct, varied chains from the label, the phase windows and the library's phrasings."""
+
+    name = "template"
+
+    def __init__(self, library: Library, fmt: str = "plain", num_frames: int = 16, seed: int = 0,
+                 name_phases: float = 0.5):
+        super().__init__(fmt, num_frames)
+        self.library, self.seed = library, seed
+        self.name_phases = name_phases  # chance that a phase sentence also names the phase
+
+    def generate(self, records: Sequence[dict]) -> list[Chain]:
+        out = []
+        for rec in records:
+            try:
+                out.append(self._chain(rec, self.write(rec)))
+            except (KeyError, ValueError) as e:  # e.g. a label the library does not know
+                out.append(self._chain(rec, error=f"{type(e).__name__}: {e}"))
+        return out
+
+    def write(self, record: dict) -> str:
+        rng = random.Random(_stable_seed(self.seed, clip_id(record)))
+        phases = phase_frames(record, self.library, self.num_frames)
+        if not phases:
+            raise ValueError(f"no phases for label {record.get('label')!r}: not in the library and none annotated")
+        label = normalize_label(record["label"])
+        subject = rng.choice(_SUBJECTS)
+        sentences = []
+        for i, p in enumerate(phases):
+            parts = [rng.choice(options) for options in p["phrasings"]] or [f"moves through the {p['name']} phase"]
+            body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+            subj = "" if _OWN_SUBJECT.match(parts[0]) else subject
+            if subj == "":  # "both feet leave the ground and [he] pulls the knees up"
+                parts = parts[:1] + [with_subject(subject, q) for q in parts[1:]]
+                body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+            conn = _CONNECTIVES[0] if i == 0 else _CONNECTIVES[-1] if i == len(phases) - 1 else rng.choice(_CONNECTIVES[1:4])
+            text = rng.choice(_PHASE_HEADS).format(r=_frames(p["first"], p["last"]), s=subj, body=body, C=conn)
+            text = " ".join(text.split()).replace(" ,", ",")
+            if rng.random() < self.name_phases:
+                text = text[:-1] + f" (the {p['name'].replace('_', ' ')} phase)."
+            sentences.append(text[0].upper() + text[1:])
+        seq = ", then ".join(p["name"].replace("_", " ") for p in phases)
+        conclusion = rng.choice(_CONCLUSIONS).format(seq=seq, label=label)
+        if self.format == "plain":
+            opener = rng.choice(_OPENERS)
+            think = " ".join(([opener] if opener else []) + sentences + [conclusion])
+            return f"<think>{think}</think><answer>{label}</answer>"
+        # Process-aware: the observation is the perception (what happens in which frames, no action
+        # name); the think block reasons over the phases, citing their frames, and concludes.
+        order = "; ".join(f"the {p['name'].replace('_', ' ')} phase in frames {_frames(p['first'], p['last'])}"
+                          for p in phases)
+        think = f"The movement passes through {order}. {conclusion}"
+        return f"<observation>{' '.join(sentences)}</observation><think>{think}</think><answer>{label}</answer>"
+
+
+def frames_as_jpeg(frames: np.ndarray, quality: int = 85) -> list[str]:
+    """Base64 JPEG strings, one per frame (uint8 RGB)."""
+    from PIL import Image
+
+    out = []
+    for f in frames:
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(f)).save(buf, format="JPEG", quality=int(quality))
+        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out
+
+
+class OpenAITeacher(Teacher):
+    """Chains from an OpenAI-compatible chat endpoint; see ``chat_client.py`` for retries and the key.
+
+    The student's N frames are sampled; ``frames`` of them (evenly spread) are sent, each after a text
+    part "Frame k:" with k the *student's* number, so frame references mean the same to both."""
+
+    def __init__(self, client, fmt: str = "plain", num_frames: int = 16, frames: int = 16, frame_size: int = 336,
+                 jpeg_quality: int = 85, image_detail: str = "auto", temperature: float = 0.2,
+                 max_tokens: int = 600, concurrency: int = 4, cache_dir: str | Path | None = None,
+                 give_label: bool = False, progress: bool = False):
+        super().__init__(fmt, num_frames)
+        from reasonact.chat_client import ChatCache
+
+        self.client = client
+        self.name = f"openai:{client.model}"
+        self.frames, self.frame_size, self.jpeg_quality = min(int(frames), self.num_frames), frame_size, jpeg_quality
+        self.image_detail, self.temperature, self.max_tokens = image_detail, temperature, max_tokens
+        self.concurrency, self.give_label, self.progress = max(1, int(concurrency)), give_label, progress
+        self.cache = ChatCache(cache_dir)
+
+    def __repr__(self) -> str:
+        return f"OpenAITeacher(client={self.client!r}, format={self.format!r}, frames={self.frames})"
+
+    def prompt(self, record: dict) -> str:
+        return build_prompt(self.format, self.num_frames, candidate_classes(record.get("dataset")),
+                            record["label"] if self.give_label else None)
+
+    def shown_frames(self) -> list[int]:
+        """1-based student frame numbers sent to the teacher (all N, or an even subset)."""
+        return [int(k) + 1 for k in np.round(np.linspace(0, self.num_frames - 1, self.frames)).astype(int)]
+
+    def messages(self, record: dict, prompt: str) -> list[dict]:
+        video = read_video(record["video"], self.num_frames, self.frame_size)
+        shown = self.shown_frames()
+        content: list[dict] = []
+        for k, b64 in zip(shown, frames_as_jpeg(video.frames[[k - 1 for k in shown]], self.jpeg_quality)):
+            content.append({"type": "text", "text": f"Frame {k}:"})
+            content.append({"type": "image_url",
+                            "image_url": {"url": f"data:image/jpeg;base64,{b64}", "detail": self.image_detail}})
+        content.append({"type": "text", "text": prompt})
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+
+    def cache_key(self, record: dict, prompt: str) -> str:
+        return self.cache.key({"clip": clip_id(record), "prompt": prompt, "system": SYSTEM_PROMPT,
+                               "model": self.client.model, "base_url": self.client.base_url,
+                               "frames": self.shown_frames(), "size": self.frame_size, "detail": self.image_detail,
+                               "temperature": self.temperature, "max_tokens": self.max_tokens})
+
+    def one(self, record: dict) -> Chain:
+        from reasonact.chat_client import ChatError
+
+        prompt = self.prompt(record)
+        key = self.cache_key(record, prompt)
+        hit = self.cache.get(key)
+        if hit is not None:  # checked before decoding the video: a re-run costs nothing
+            return self._chain(record, hit["text"], cached=True, usage=hit.get("usage"))
+        try:
+            reply = self.client.chat(self.messages(record, prompt), temperature=self.temperature,
+                                     max_tokens=self.max_tokens)
+        except VideoDecodeError as e:
+            return self._chain(record, error=f"video: {e.cause}")
+        except ChatError as e:
+            return self._chain(record, error=str(e), status=e.status, attempts=e.attempts)
+        except Exception as e:  # noqa: BLE001 - one odd clip must not stop the batch; the filter counts it
+            return self._chain(record, error=self.client.redact(f"{type(e).__name__}: {e}"))
+        self.cache.put(key, {"text": reply.text, "usage": reply.usage, "model": reply.model or self.client.model,
+                             "clip": clip_id(record)})
+        return self._chain(record, reply.text, cached=False, attempts=reply.attempts, usage=reply.usage)
+
+    def generate(self, records: Sequence[dict]) -> list[Chain]:
+        from tqdm.auto import tqdm
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:  # the endpoint's concurrency limit
+            return list(tqdm(pool.map(self.one, records), total=len(records), desc=self.name,
+                             disable=not self.progress))
+
+
+class ModelTeacher(Teacher):
+    """Chains from a local VLM (``model, processor`` from ``models.load_model``), vision tokens suppressed."""
+
+    def __init__(self, model, processor, fmt: str = "plain", num_frames: int = 16, size: int = 224,
+                 max_new_tokens: int = 256, batch_size: int = 2, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 0.9, seed: int = 0, name: str = "model"):
+        super().__init__(fmt, num_frames)
+        self.model, self.processor, self.size = model, processor, size
+        self.max_new_tokens, self.batch_size = max_new_tokens, max(1, int(batch_size))
+        self.sampling = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else {}
+        self.seed, self.name = seed, f"model:{name}"
+
+    @classmethod
+    def from_recipe(cls, recipe, path: str | None = None, fmt: str | None = None) -> ModelTeacher:
+        """The recipe's model (or ``teacher.local_model`` / ``path``) without LoRA, greedy."""
+        from reasonact.models import load_model
+
+        t = recipe.teacher
+        model, processor = load_model(recipe, lora=False, path=path or t.local_model)
+        return cls(model, processor, fmt=fmt or t.format, num_frames=recipe.video.num_frames, size=recipe.video.size,
+                   max_new_tokens=t.max_new_tokens, batch_size=t.batch_size, seed=t.seed,
+                   name=str(path or t.local_model or recipe.model.name_or_path or "tiny"))
+
+    def generate(self, records: Sequence[dict]) -> list[Chain]:
+        import torch
+
+        from reasonact.models import vision_token_ids
+        from reasonact.prompts import video_messages
+
+        torch.manual_seed(self.seed)
+        self.model.eval()
+        out: list[Chain | None] = [None] * len(records)
+        for start in range(0, len(records), self.batch_size):
+            batch, videos, where = [], [], []
+            for i, rec in enumerate(records[start:start + self.batch_size], start):
+                try:
+                    videos.append(read_video(rec["video"], self.num_frames, self.size))
+                    batch.append(rec)
+                    where.append(i)
+                except VideoDecodeError as e:
+                    out[i] = self._chain(rec, error=f"video: {e.cause}")
+            if not batch:
+                continue
+            texts = [self.processor.apply_chat_template(
+                video_messages(build_prompt(self.format, self.num_frames, candidate_classes(r.get("dataset")),
+                                            media="video"), hint=""), add_generation_prompt=True, tokenize=False)
+                for r in batch]
+            inputs = self.processor(text=texts, videos=[v.frames for v in videos], do_sample_frames=False,
+                                    video_metadata=[v.metadata() for v in videos], padding=True,
+                                    padding_side="left", return_tensors="pt").to(self.model.device)
+            with torch.no_grad():
+                ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
+                                          suppress_tokens=vision_token_ids(self.processor), **self.sampling)
+            new = ids[:, inputs["input_ids"].shape[1]:]
+            for i, rec, text in zip(where, batch, self.processor.batch_decode(new, skip_special_tokens=True)):
+                out[i] = self._chain(rec, text.strip())
+        return out
+
+
+def make_teacher(kind: str, recipe, library: Library | None = None, fmt: str | None = None,
+                 progress: bool = False) -> Teacher:
+    """The recipe's teacher of ``kind`` (template | openai | model); ``fmt`` overrides ``teacher.format``."""
+    t = recipe.teacher
+    fmt = fmt or t.format
+    n = recipe.video.num_frames
+    if kind == "template":
+        if library is None:
+            from reasonact.library import load_library
+
+            library = load_library(recipe.data.library_dir)
+        return TemplateTeacher(library, fmt, n, seed=t.seed)
+    if kind == "openai":
+        from reasonact.chat_client import ChatClient
+        from reasonact.config import REPO_ROOT
+
+        client = ChatClient.from_env(t.base_url, t.model, t.api_key_env, timeout_s=t.timeout_s,
+                                     max_retries=t.max_retries, backoff_s=t.backoff_s)
+        cache = Path(t.cache_dir) if Path(t.cache_dir).is_absolute() else REPO_ROOT / t.cache_dir
+        return OpenAITeacher(client, fmt, n, frames=t.frames, frame_size=t.frame_size, jpeg_quality=t.jpeg_quality,
+                             image_detail=t.image_detail, temperature=t.temperature, max_tokens=t.max_tokens,
+                             concurrency=t.concurrency, cache_dir=cache, give_label=t.give_label, progress=progress)
+    if kind == "model":
+        return ModelTeacher.from_recipe(recipe, fmt=fmt)
+    raise ValueError(f"unknown teacher {kind!r}; choose template, openai or model")
