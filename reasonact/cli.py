@@ -4,6 +4,7 @@
     reasonact data synthact --out DIR --clips-per-class N --seed S [--level easy|medium|hard]
     reasonact data manifest {hmdb51,ucf101,kinetics400} --root DIR --splits PATH --fold K --subset S --out FILE
     reasonact library validate|stats [--json]
+    reasonact rewards score --input completions.jsonl [--json]
     reasonact cot generate --teacher template|openai|model --manifest M --out DIR [--format plain|process]
     reasonact cot fre-data --profile tiny --out DIR
     reasonact model build-tiny [--profile tiny] [--json]
@@ -139,6 +140,23 @@ def cmd_fre_data(args) -> int:
     return 0
 
 
+def cmd_rewards_score(args) -> int:
+    from reasonact.config import parse_overrides
+    from reasonact.rewards.report import score_file
+
+    weights = {k: float(v) for k, v in parse_overrides(args.weight).items()} or None
+    rows = score_file(args.input, weights=weights)
+    if args.json:
+        _print_json(rows)
+        return 0
+    names = [k for k in rows[0] if k not in ("index", "label", "detections")] if rows else []
+    print("\t".join(["#", "label", *names]))
+    for r in rows:
+        print("\t".join([str(r["index"]), str(r["label"]), *(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
+                                                           for k in names)]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reasonact", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -204,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     fd.add_argument("--out", required=True)
     fd.add_argument("--json", action="store_true")
     fd.set_defaults(func=cmd_fre_data)
+
+    rw = sub.add_parser("rewards", help="score completions with every reward component")
+    rsub = rw.add_subparsers(dest="rewards_command", required=True)
+    sc = rsub.add_parser("score", help="score a JSON-lines file of completions (+ label, dataset, phases, ...)")
+    sc.add_argument("--input", required=True, help='JSON lines: {"completion": ..., "label": ..., "dataset": ..., "phases": ...}')
+    sc.add_argument("--weight", action="append", default=[], metavar="NAME=W", help="component weight, e.g. subaction=0.5")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=cmd_rewards_score)
 
     mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
     msub = mo.add_subparsers(dest="model_command", required=True)
