@@ -38,7 +38,7 @@ def define_missing_ops() -> bool:
         lib = torch.library.Library("torchvision", "DEF")  # noqa: F841 - keeps the namespace alive
     except RuntimeError:  # namespace already defined (real torchvision ops loaded)
         return False
-    for name, schema in _SCHEMAS.items():
+    for schema in _SCHEMAS.values():
         try:
             lib.define(schema)
         except RuntimeError:

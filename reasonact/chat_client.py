@@ -85,9 +85,19 @@ class Reply:
 
 
 class ChatClient:
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60.0,
-                 max_retries: int = 5, backoff_s: float = 1.0, max_backoff_s: float = 60.0,
-                 extra_headers: dict | None = None, sleep=time.sleep, seed: int | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        extra_headers: dict | None = None,
+        sleep=time.sleep,
+        seed: int | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._key = Secret(api_key)
@@ -98,8 +108,13 @@ class ChatClient:
         self._rng = random.Random(seed)
 
     @classmethod
-    def from_env(cls, base_url: str | None = None, model: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 **kwargs) -> ChatClient:
+    def from_env(
+        cls,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        **kwargs,
+    ) -> ChatClient:
         """Arguments win over the environment (``OPENAI_BASE_URL``, ``REASONACT_TEACHER_MODEL``, the key
         variable), which wins over the defaults (OpenAI's URL, gpt-4o)."""
         url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -109,8 +124,10 @@ class ChatClient:
         return cls(url, model or os.environ.get("REASONACT_TEACHER_MODEL") or "gpt-4o", key, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"ChatClient(base_url={_strip_userinfo(self.base_url)!r}, model={self.model!r}, "
-                f"key={'set' if self._key else 'unset'})")
+        return (
+            f"ChatClient(base_url={_strip_userinfo(self.base_url)!r}, model={self.model!r}, "
+            f"key={'set' if self._key else 'unset'})"
+        )
 
     def redact(self, text: str) -> str:
         """``text`` without the key (nor any long piece of it) and without URL credentials."""
@@ -121,15 +138,17 @@ class ChatClient:
             # Servers quote keys partially ("sk-abc1...WXYZ"): hide any 8+ character slice too.
             for n in (16, 8):
                 for i in range(0, max(0, len(key) - n + 1)):
-                    if key[i:i + n] in text:
-                        text = text.replace(key[i:i + n], "***")
+                    if key[i : i + n] in text:
+                        text = text.replace(key[i : i + n], "***")
         return text.replace(self.base_url, _strip_userinfo(self.base_url))
 
     def _post(self, body: bytes) -> tuple[int, dict, bytes]:
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self.extra_headers}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers, method="POST")
+        req = urllib.request.Request(
+            f"{self.base_url}/chat/completions", data=body, headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return resp.status, dict(resp.headers), resp.read()
@@ -141,7 +160,7 @@ class ChatClient:
             return e.code, dict(e.headers or {}), payload
 
     def _wait(self, attempt: int, retry_after: str | None) -> float:
-        delay = self.backoff_s * (2 ** attempt) * (1 + 0.25 * self._rng.random())
+        delay = self.backoff_s * (2**attempt) * (1 + 0.25 * self._rng.random())
         try:
             if retry_after is not None:
                 delay = max(0.0, float(retry_after))
@@ -180,15 +199,24 @@ class ChatClient:
                     snippet = payload[:300].decode("utf-8", "replace").strip()
                     last = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
                     if not (status in RETRY_STATUS or status >= 500):
-                        raise ChatError(self.redact(f"{self.model} request failed: {last}"), status, attempt + 1)
+                        raise ChatError(
+                            self.redact(f"{self.model} request failed: {last}"), status, attempt + 1
+                        )
                     retry_after = {k.lower(): v for k, v in headers.items()}.get("retry-after")
             if attempt < self.max_retries:
                 delay = self._wait(attempt, retry_after)
-                log.warning("chat request attempt %d failed (%s); retrying in %.1f s", attempt + 1,
-                            self.redact(last)[:200], delay)
+                log.warning(
+                    "chat request attempt %d failed (%s); retrying in %.1f s",
+                    attempt + 1,
+                    self.redact(last)[:200],
+                    delay,
+                )
                 self._sleep(delay)
-        raise ChatError(self.redact(f"{self.model} request failed after {self.max_retries + 1} attempts: {last}"),
-                        status, self.max_retries + 1)
+        raise ChatError(
+            self.redact(f"{self.model} request failed after {self.max_retries + 1} attempts: {last}"),
+            status,
+            self.max_retries + 1,
+        )
 
 
 class ChatCache:

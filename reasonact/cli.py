@@ -1,13 +1,13 @@
 """The ``reasonact`` command. Every stage is a function; this file only parses arguments and calls it.
 
-    reasonact run --profile tiny [--from 00] [--to 06] [--out runs/NAME]
-    reasonact data synthact --out DIR --clips-per-class N --seed S [--level easy|medium|hard]
-    reasonact data manifest {hmdb51,ucf101,kinetics400} --root DIR --splits PATH --fold K --subset S --out FILE
-    reasonact library validate|stats [--json]
-    reasonact rewards score --input completions.jsonl [--json]
-    reasonact cot generate --teacher template|openai|model --manifest M --out DIR [--format plain|process]
-    reasonact cot fre-data --profile tiny --out DIR
-    reasonact model build-tiny [--profile tiny] [--json]
+reasonact run --profile tiny [--from 00] [--to 06] [--out runs/NAME]
+reasonact data synthact --out DIR --clips-per-class N --seed S [--level easy|medium|hard]
+reasonact data manifest {hmdb51,ucf101,kinetics400} --root DIR --splits PATH --fold K --subset S --out FILE
+reasonact library validate|stats [--json]
+reasonact rewards score --input completions.jsonl [--json]
+reasonact cot generate --teacher template|openai|model --manifest M --out DIR [--format plain|process]
+reasonact cot fre-data --profile tiny --out DIR
+reasonact model build-tiny [--profile tiny] [--json]
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ def cmd_run(args) -> int:
 
     params = {"SEED": args.seed}
     try:
-        results = run_notebooks(profile=args.profile, run=args.out, start=args.start, end=args.end, seed=args.seed,
-                                params=params)
+        results = run_notebooks(
+            profile=args.profile, run=args.out, start=args.start, end=args.end, seed=args.seed, params=params
+        )
     except NotebookFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -41,8 +42,16 @@ def cmd_run(args) -> int:
 def cmd_data_synthact(args) -> int:
     from reasonact.data.synthact import generate, parse_splits
 
-    summary = generate(args.out, args.clips_per_class, seed=args.seed, level=args.level, size=args.size,
-                       splits=parse_splits(args.splits), workers=args.workers, progress=not args.json)
+    summary = generate(
+        args.out,
+        args.clips_per_class,
+        seed=args.seed,
+        level=args.level,
+        size=args.size,
+        splits=parse_splits(args.splits),
+        workers=args.workers,
+        progress=not args.json,
+    )
     if args.json:
         _print_json(summary)
     else:
@@ -56,15 +65,24 @@ def cmd_data_manifest(args) -> int:
     from reasonact.data.actions import build_manifest
     from reasonact.data.manifest import write_manifest
 
-    records, report = build_manifest(args.dataset, args.root, splits=args.splits, fold=args.fold,
-                                     subset=args.subset, strict=args.strict, pattern=args.pattern)
+    records, report = build_manifest(
+        args.dataset,
+        args.root,
+        splits=args.splits,
+        fold=args.fold,
+        subset=args.subset,
+        strict=args.strict,
+        pattern=args.pattern,
+    )
     write_manifest(records, args.out)
     report["manifest"] = str(args.out)
     if args.json:
         _print_json(report)
     else:
-        print(f"{args.dataset} {args.subset} fold {args.fold}: {report['found']}/{report['listed']} clips found, "
-              f"{report['missing']} missing -> {args.out}")
+        print(
+            f"{args.dataset} {args.subset} fold {args.fold}: {report['found']}/{report['listed']} clips found, "
+            f"{report['missing']} missing -> {args.out}"
+        )
         for path in report.get("missing_videos", [])[:10]:
             print(f"  missing: {path}")
     return 0
@@ -113,16 +131,27 @@ def cmd_library(args) -> int:
         if "cohesion" in report:
             co = report["cohesion"]
             print(f"phrasing cohesion: {co['passed']}/{co['checked']} sub-actions ({co['share']:.1%})")
-            print(f"near-duplicate sub-actions (cosine > 0.9, different names): {len(report['near_duplicates'])}")
-            print(f"similar decompositions flagged for review (Jaccard >= 0.8): {len(report['similar_decompositions'])}")
+            print(
+                f"near-duplicate sub-actions (cosine > 0.9, different names): {len(report['near_duplicates'])}"
+            )
+            print(
+                f"similar decompositions flagged for review (Jaccard >= 0.8): {len(report['similar_decompositions'])}"
+            )
     return 1 if missing else 0
 
 
 def cmd_cot_generate(args) -> int:
     from reasonact.cot_filter import generate_cot
 
-    summary = generate_cot(args.manifest, args.out, teacher=args.teacher, fmt=args.format, profile=args.profile,
-                           limit=args.limit, progress=not args.json)
+    summary = generate_cot(
+        args.manifest,
+        args.out,
+        teacher=args.teacher,
+        fmt=args.format,
+        profile=args.profile,
+        limit=args.limit,
+        progress=not args.json,
+    )
     if args.json:
         _print_json(summary)
     else:
@@ -152,17 +181,28 @@ def cmd_rewards_score(args) -> int:
     names = [k for k in rows[0] if k not in ("index", "label", "detections")] if rows else []
     print("\t".join(["#", "label", *names]))
     for r in rows:
-        print("\t".join([str(r["index"]), str(r["label"]), *(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
-                                                           for k in names)]))
+        print(
+            "\t".join(
+                [
+                    str(r["index"]),
+                    str(r["label"]),
+                    *(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in names),
+                ]
+            )
+        )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reasonact", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="reasonact", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="execute the numbered notebooks with papermill")
-    r.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora (default: tiny)")
+    r.add_argument(
+        "--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora (default: tiny)"
+    )
     r.add_argument("--from", dest="start", default=None, help="first notebook number, e.g. 03")
     r.add_argument("--to", dest="end", default=None, help="last notebook number, e.g. 05")
     r.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
@@ -172,24 +212,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="datasets: SynthAct generation, manifests of the real benchmarks")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    sa = dsub.add_parser("synthact", help="render SynthAct clips (mp4 + per-frame ground truth) and manifests")
+    sa = dsub.add_parser(
+        "synthact", help="render SynthAct clips (mp4 + per-frame ground truth) and manifests"
+    )
     sa.add_argument("--out", required=True, help="output folder")
-    sa.add_argument("--clips-per-class", type=int, required=True, help="clips per class, divided between the splits")
+    sa.add_argument(
+        "--clips-per-class", type=int, required=True, help="clips per class, divided between the splits"
+    )
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--level", default="medium", choices=["easy", "medium", "hard"])
     sa.add_argument("--size", type=int, default=112, help="frame side in pixels (even)")
-    sa.add_argument("--splits", default="train=0.7,val=0.15,test=0.15", help="name=fraction,... (fractions sum to 1)")
+    sa.add_argument(
+        "--splits", default="train=0.7,val=0.15,test=0.15", help="name=fraction,... (fractions sum to 1)"
+    )
     sa.add_argument("--workers", type=int, default=2)
     sa.add_argument("--json", action="store_true")
     sa.set_defaults(func=cmd_data_synthact)
 
-    m = dsub.add_parser("manifest", help="manifest of HMDB51 / UCF-101 / Kinetics-400 from their official split files")
+    m = dsub.add_parser(
+        "manifest", help="manifest of HMDB51 / UCF-101 / Kinetics-400 from their official split files"
+    )
     m.add_argument("dataset", choices=["hmdb51", "ucf101", "kinetics400"])
     m.add_argument("--root", required=True, help="folder with the videos")
-    m.add_argument("--splits", default=None, help="split files (HMDB51/UCF-101 folder) or the Kinetics csv folder")
+    m.add_argument(
+        "--splits", default=None, help="split files (HMDB51/UCF-101 folder) or the Kinetics csv folder"
+    )
     m.add_argument("--fold", type=int, default=1, help="1-3 for HMDB51 and UCF-101")
-    m.add_argument("--subset", default="train", help="train | test (HMDB51, UCF-101); train | val (Kinetics-400)")
-    m.add_argument("--pattern", default=None, help="file-name pattern, e.g. '{split}/{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4'")
+    m.add_argument(
+        "--subset", default="train", help="train | test (HMDB51, UCF-101); train | val (Kinetics-400)"
+    )
+    m.add_argument(
+        "--pattern",
+        default=None,
+        help="file-name pattern, e.g. '{split}/{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4'",
+    )
     m.add_argument("--strict", action="store_true", help="fail if any listed video is missing")
     m.add_argument("--out", required=True, help="manifest .jsonl to write")
     m.add_argument("--json", action="store_true")
@@ -197,13 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("library", help="the sub-action library: validate, statistics")
     lsub = lb.add_subparsers(dest="library_command", required=True)
-    for name, text in [("validate", "structure, coverage of all 552 classes, phrasing cohesion, duplicates"),
-                       ("stats", "phases, sub-actions, sharing across actions and datasets")]:
+    for name, text in [
+        ("validate", "structure, coverage of all 552 classes, phrasing cohesion, duplicates"),
+        ("stats", "phases, sub-actions, sharing across actions and datasets"),
+    ]:
         q = lsub.add_parser(name, help=text)
         q.add_argument("--dir", default=None, help="library folder (default: data/library)")
         q.add_argument("--json", action="store_true")
         if name == "validate":
-            q.add_argument("--no-embed", action="store_true", help="skip the embedding checks (structure and coverage only)")
+            q.add_argument(
+                "--no-embed",
+                action="store_true",
+                help="skip the embedding checks (structure and coverage only)",
+            )
         q.set_defaults(func=cmd_library)
 
     co = sub.add_parser("cot", help="chains of thought: teacher generation + quality filter; FRE text data")
@@ -211,8 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = csub.add_parser("generate", help="teacher chains for every clip of a manifest, filtered and saved")
     g.add_argument("--teacher", default="template", choices=["template", "openai", "model"])
     g.add_argument("--manifest", required=True)
-    g.add_argument("--out", required=True, help="output folder (cot.jsonl, cot_dataset/, rejected.jsonl, summary.json)")
-    g.add_argument("--format", default=None, choices=["plain", "process"], help="default: the recipe's teacher.format")
+    g.add_argument(
+        "--out", required=True, help="output folder (cot.jsonl, cot_dataset/, rejected.jsonl, summary.json)"
+    )
+    g.add_argument(
+        "--format", default=None, choices=["plain", "process"], help="default: the recipe's teacher.format"
+    )
     g.add_argument("--profile", default="tiny")
     g.add_argument("--limit", type=int, default=None, help="only the first N clips")
     g.add_argument("--json", action="store_true")
@@ -225,9 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rw = sub.add_parser("rewards", help="score completions with every reward component")
     rsub = rw.add_subparsers(dest="rewards_command", required=True)
-    sc = rsub.add_parser("score", help="score a JSON-lines file of completions (+ label, dataset, phases, ...)")
-    sc.add_argument("--input", required=True, help='JSON lines: {"completion": ..., "label": ..., "dataset": ..., "phases": ...}')
-    sc.add_argument("--weight", action="append", default=[], metavar="NAME=W", help="component weight, e.g. subaction=0.5")
+    sc = rsub.add_parser(
+        "score", help="score a JSON-lines file of completions (+ label, dataset, phases, ...)"
+    )
+    sc.add_argument(
+        "--input",
+        required=True,
+        help='JSON lines: {"completion": ..., "label": ..., "dataset": ..., "phases": ...}',
+    )
+    sc.add_argument(
+        "--weight", action="append", default=[], metavar="NAME=W", help="component weight, e.g. subaction=0.5"
+    )
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=cmd_rewards_score)
 
@@ -235,7 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     msub = mo.add_subparsers(dest="model_command", required=True)
     b = msub.add_parser("build-tiny", help="build (or find in the cache) the tiny random-init Qwen2.5-VL")
     b.add_argument("--profile", default="tiny")
-    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override, e.g. model.tiny.seed=1")
+    b.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override, e.g. model.tiny.seed=1",
+    )
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_model_build_tiny)

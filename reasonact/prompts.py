@@ -15,7 +15,9 @@ QUESTION = (
 FORMAT_HINT = "Answer as <think>reasoning</think><answer>action</answer>."
 
 
-def video_messages(question: str = QUESTION, answer: str | None = None, hint: str = FORMAT_HINT) -> list[dict]:
+def video_messages(
+    question: str = QUESTION, answer: str | None = None, hint: str = FORMAT_HINT
+) -> list[dict]:
     """One user turn with a video and the question (plus the assistant turn when training)."""
     text = f"{question} {hint}".strip()
     msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
@@ -24,15 +26,27 @@ def video_messages(question: str = QUESTION, answer: str | None = None, hint: st
     return msgs
 
 
-def encode_videos(processor, videos: Sequence, questions: Sequence[str] | None = None,
-                  answers: Sequence[str] | None = None, add_generation_prompt: bool | None = None):
+def encode_videos(
+    processor,
+    videos: Sequence,
+    questions: Sequence[str] | None = None,
+    answers: Sequence[str] | None = None,
+    add_generation_prompt: bool | None = None,
+):
     """Processor inputs for a batch of ``reasonact.video.Video`` (frames + metadata, no re-sampling)."""
     questions = list(questions) if questions is not None else [QUESTION] * len(videos)
     gen = answers is None if add_generation_prompt is None else add_generation_prompt
     texts = [
-        processor.apply_chat_template(video_messages(q, a if answers is not None else None),
-                                      add_generation_prompt=gen, tokenize=False)
+        processor.apply_chat_template(
+            video_messages(q, a if answers is not None else None), add_generation_prompt=gen, tokenize=False
+        )
         for q, a in zip(questions, answers if answers is not None else [None] * len(videos))
     ]
-    return processor(text=texts, videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos],
-                     do_sample_frames=False, padding=True, return_tensors="pt")
+    return processor(
+        text=texts,
+        videos=[v.frames for v in videos],
+        video_metadata=[v.metadata() for v in videos],
+        do_sample_frames=False,
+        padding=True,
+        return_tensors="pt",
+    )

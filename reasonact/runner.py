@@ -24,11 +24,15 @@ class NotebookFailed(RuntimeError):
     def __init__(self, notebook: Path, cell: int, source: str, ename: str, evalue: str, executed: Path):
         self.notebook, self.cell = notebook, cell
         first = (source.strip().splitlines() or [""])[0][:80]
-        super().__init__(f"{notebook.name} failed in cell {cell} ({first!r}): {ename}: {evalue}\n"
-                         f"  executed copy with the traceback: {executed}")
+        super().__init__(
+            f"{notebook.name} failed in cell {cell} ({first!r}): {ename}: {evalue}\n"
+            f"  executed copy with the traceback: {executed}"
+        )
 
 
-def list_notebooks(start: str | None = None, end: str | None = None, directory: Path = NOTEBOOK_DIR) -> list[Path]:
+def list_notebooks(
+    start: str | None = None, end: str | None = None, directory: Path = NOTEBOOK_DIR
+) -> list[Path]:
     """Notebooks named ``NN_*.ipynb`` in order, from ``start`` to ``end`` inclusive (``"03"`` or ``3``)."""
     books = sorted(p for p in directory.glob("*.ipynb") if re.match(r"^\d\d_", p.name))
     lo = int(start) if start is not None else -1
@@ -36,9 +40,17 @@ def list_notebooks(start: str | None = None, end: str | None = None, directory: 
     return [p for p in books if lo <= int(p.name[:2]) <= hi]
 
 
-def run_notebooks(profile: str = "tiny", run: str | Path | None = None, start: str | None = None,
-                  end: str | None = None, seed: int = 42, params: dict | None = None,
-                  directory: Path = NOTEBOOK_DIR, kernel: str = KERNEL, log=None) -> list[dict]:
+def run_notebooks(
+    profile: str = "tiny",
+    run: str | Path | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    seed: int = 42,
+    params: dict | None = None,
+    directory: Path = NOTEBOOK_DIR,
+    kernel: str = KERNEL,
+    log=None,
+) -> list[dict]:
     """Execute the notebooks; return one dict per notebook with its name, seconds and output path."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -51,7 +63,13 @@ def run_notebooks(profile: str = "tiny", run: str | Path | None = None, start: s
     books = list_notebooks(start, end, directory)
     if not books:
         raise FileNotFoundError(f"no notebooks NN_*.ipynb in {directory} between {start} and {end}")
-    parameters = {"PROFILE": profile, "RUN": str(run_dir), "SEED": seed, "INTERACTIVE": False, **(params or {})}
+    parameters = {
+        "PROFILE": profile,
+        "RUN": str(run_dir),
+        "SEED": seed,
+        "INTERACTIVE": False,
+        **(params or {}),
+    }
     results = []
     log(f"running {len(books)} notebook(s) on profile '{profile}' -> {run_dir}")
     for nb in books:
@@ -59,8 +77,16 @@ def run_notebooks(profile: str = "tiny", run: str | Path | None = None, start: s
         t0 = time.time()
         log(f"  {nb.name} ...")
         try:
-            pm.execute_notebook(str(nb), str(executed), parameters=parameters, kernel_name=kernel,
-                                cwd=str(directory), language="python", progress_bar=False, log_output=False)
+            pm.execute_notebook(
+                str(nb),
+                str(executed),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(directory),
+                language="python",
+                progress_bar=False,
+                log_output=False,
+            )
         except PapermillExecutionError as e:
             log(f"  {nb.name} FAILED after {time.time() - t0:.1f} s")
             raise NotebookFailed(nb, e.cell_index, e.source, e.ename, e.evalue, executed) from None
@@ -68,5 +94,3 @@ def run_notebooks(profile: str = "tiny", run: str | Path | None = None, start: s
         log(f"  {nb.name} ok ({dt:.1f} s)")
         results.append({"notebook": nb.name, "seconds": round(dt, 1), "executed": str(executed)})
     return results
-
-

@@ -40,8 +40,10 @@ from reasonact.rewards.gt import ground_truth
 from reasonact.video import VideoDecodeError, read_video, sample_indices
 
 FORMATS = ("plain", "process")
-SYSTEM_PROMPT = ("You are an expert in human movement and biomechanics. You analyse short videos of one person "
-                 "performing an action and explain, step by step, how the movement unfolds over time.")
+SYSTEM_PROMPT = (
+    "You are an expert in human movement and biomechanics. You analyse short videos of one person "
+    "performing an action and explain, step by step, how the movement unfolds over time."
+)
 
 
 @dataclass
@@ -65,7 +67,9 @@ def clip_id(record: dict) -> str:
 
 
 def _stable_seed(*parts) -> int:
-    return int.from_bytes(hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(
+        hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest(), "little"
+    )
 
 
 def frame_times(record: dict, num_frames: int = 16) -> np.ndarray:
@@ -94,25 +98,41 @@ def phase_frames(record: dict, library: Library | None, num_frames: int = 16) ->
         phr = {}
         if action is not None:
             phr = {s.name: list(s.phrasings) for ph in action.phases for s in ph.sub_actions}
-        out.append({"name": p.name, "first": min(inside), "last": max(inside), "sub_actions": list(p.sub_actions),
-                    "phrasings": [phr.get(s) or [s.replace("_", " ")] for s in p.sub_actions]})
+        out.append(
+            {
+                "name": p.name,
+                "first": min(inside),
+                "last": max(inside),
+                "sub_actions": list(p.sub_actions),
+                "phrasings": [phr.get(s) or [s.replace("_", " ")] for s in p.sub_actions],
+            }
+        )
     return out
 
 
 # ---- the structured prompt (the paper's CoT prompting) ------------------------------------------
 
 
-def build_prompt(fmt: str = "plain", num_frames: int = 16, candidates: Sequence[str] | None = None,
-                 label: str | None = None, media: str = "images") -> str:
+def build_prompt(
+    fmt: str = "plain",
+    num_frames: int = 16,
+    candidates: Sequence[str] | None = None,
+    label: str | None = None,
+    media: str = "images",
+) -> str:
     """The teacher's instructions: analyse the frames in order, name phases and sub-actions with frame
     ranges, explain how the order identifies the action, conclude with the answer."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    seen = (f"The {num_frames} images are frames of one video clip, in temporal order, each preceded by its "
-            f"number (1 to {num_frames})." if media == "images" else
-            f"The video has {num_frames} frames, numbered 1 to {num_frames} in temporal order.")
+    seen = (
+        f"The {num_frames} images are frames of one video clip, in temporal order, each preceded by its "
+        f"number (1 to {num_frames})."
+        if media == "images"
+        else f"The video has {num_frames} frames, numbered 1 to {num_frames} in temporal order."
+    )
     lines = [
-        seen, "Analyse the frames in order:",
+        seen,
+        "Analyse the frames in order:",
         '1. Describe what the person does in each group of consecutive frames, citing them as "frames a-b".',
         "2. Name the phases of the movement (for a jump: preparation, loading, propulsion, flight, landing) and "
         "the sub-actions within each (knee flexion, arm swing, ...), in the order they happen.",
@@ -124,12 +144,16 @@ def build_prompt(fmt: str = "plain", num_frames: int = 16, candidates: Sequence[
     if label:
         lines.append(f"The correct action is {normalize_label(label)}: explain how the frames show it.")
     if fmt == "process":
-        lines.append("Write what you see frame by frame (steps 1-2) inside <observation></observation>, your "
-                     "reasoning about the order of the phases (step 3) inside <think></think>, and only the action "
-                     "name inside <answer></answer>, with nothing outside these tags.")
+        lines.append(
+            "Write what you see frame by frame (steps 1-2) inside <observation></observation>, your "
+            "reasoning about the order of the phases (step 3) inside <think></think>, and only the action "
+            "name inside <answer></answer>, with nothing outside these tags."
+        )
     else:
-        lines.append("Write your reasoning (steps 1-3) inside <think></think> and only the action name inside "
-                     "<answer></answer>, with nothing outside these tags.")
+        lines.append(
+            "Write your reasoning (steps 1-3) inside <think></think> and only the action name inside "
+            "<answer></answer>, with nothing outside these tags."
+        )
     return "\n".join(lines)
 
 
@@ -168,21 +192,36 @@ class Teacher:
 
 
 _SUBJECTS = ("the person", "the figure", "he", "she", "the subject")
-_OPENERS = ("", "Let me go through the frames in order.", "I follow the movement from the first frame to the last.",
-            "The clip shows a single person; I describe the motion step by step.")
-_PHASE_HEADS = ("Frames {r}: {s} {body}.", "In frames {r}, {s} {body}.", "During frames {r} {s} {body}.",
-                "{C}, in frames {r}, {s} {body}.")
+_OPENERS = (
+    "",
+    "Let me go through the frames in order.",
+    "I follow the movement from the first frame to the last.",
+    "The clip shows a single person; I describe the motion step by step.",
+)
+_PHASE_HEADS = (
+    "Frames {r}: {s} {body}.",
+    "In frames {r}, {s} {body}.",
+    "During frames {r} {s} {body}.",
+    "{C}, in frames {r}, {s} {body}.",
+)
 # A phrasing that starts with its own subject ("both feet leave the ground") takes none; "is airborne" does.
-_OWN_SUBJECT = re.compile(r"^(?:the|both|his|her|their|its|one|a|an|each|arms?|hands?|feet|legs?|knees?)\b", re.I)
+_OWN_SUBJECT = re.compile(
+    r"^(?:the|both|his|her|their|its|one|a|an|each|arms?|hands?|feet|legs?|knees?)\b", re.I
+)
 
 
 def with_subject(subject: str, phrasing: str) -> str:
-    """"he" + "bends the knees" -> "he bends the knees"; "both feet leave the ground" stays as it is."""
+    """ "he" + "bends the knees" -> "he bends the knees"; "both feet leave the ground" stays as it is."""
     return phrasing if _OWN_SUBJECT.match(phrasing) else f"{subject} {phrasing}"
+
+
 _CONNECTIVES = ("First", "Next", "Then", "After that", "Finally")
-_CONCLUSIONS = ("The phases come in the order {seq}, which is typical of {label}.",
-                "This sequence, {seq}, matches {label}.", "Taken together, {seq} is how {label} unfolds.",
-                "So the movement goes {seq}: this is {label}.")
+_CONCLUSIONS = (
+    "The phases come in the order {seq}, which is typical of {label}.",
+    "This sequence, {seq}, matches {label}.",
+    "Taken together, {seq} is how {label} unfolds.",
+    "So the movement goes {seq}: this is {label}.",
+)
 
 
 def _frames(first: int, last: int) -> str:
@@ -194,8 +233,14 @@ class TemplateTeacher(Teacher):
 
     name = "template"
 
-    def __init__(self, library: Library, fmt: str = "plain", num_frames: int = 16, seed: int = 0,
-                 name_phases: float = 0.5):
+    def __init__(
+        self,
+        library: Library,
+        fmt: str = "plain",
+        num_frames: int = 16,
+        seed: int = 0,
+        name_phases: float = 0.5,
+    ):
         super().__init__(fmt, num_frames)
         self.library, self.seed = library, seed
         self.name_phases = name_phases  # chance that a phase sentence also names the phase
@@ -213,19 +258,31 @@ class TemplateTeacher(Teacher):
         rng = random.Random(_stable_seed(self.seed, clip_id(record)))
         phases = phase_frames(record, self.library, self.num_frames)
         if not phases:
-            raise ValueError(f"no phases for label {record.get('label')!r}: not in the library and none annotated")
+            raise ValueError(
+                f"no phases for label {record.get('label')!r}: not in the library and none annotated"
+            )
         label = normalize_label(record["label"])
         subject = rng.choice(_SUBJECTS)
         sentences = []
         for i, p in enumerate(phases):
-            parts = [rng.choice(options) for options in p["phrasings"]] or [f"moves through the {p['name']} phase"]
+            parts = [rng.choice(options) for options in p["phrasings"]] or [
+                f"moves through the {p['name']} phase"
+            ]
             body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
             subj = "" if _OWN_SUBJECT.match(parts[0]) else subject
             if subj == "":  # "both feet leave the ground and [he] pulls the knees up"
                 parts = parts[:1] + [with_subject(subject, q) for q in parts[1:]]
                 body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
-            conn = _CONNECTIVES[0] if i == 0 else _CONNECTIVES[-1] if i == len(phases) - 1 else rng.choice(_CONNECTIVES[1:4])
-            text = rng.choice(_PHASE_HEADS).format(r=_frames(p["first"], p["last"]), s=subj, body=body, C=conn)
+            conn = (
+                _CONNECTIVES[0]
+                if i == 0
+                else _CONNECTIVES[-1]
+                if i == len(phases) - 1
+                else rng.choice(_CONNECTIVES[1:4])
+            )
+            text = rng.choice(_PHASE_HEADS).format(
+                r=_frames(p["first"], p["last"]), s=subj, body=body, C=conn
+            )
             text = " ".join(text.split()).replace(" ,", ",")
             if rng.random() < self.name_phases:
                 text = text[:-1] + f" (the {p['name'].replace('_', ' ')} phase)."
@@ -238,10 +295,14 @@ class TemplateTeacher(Teacher):
             return f"<think>{think}</think><answer>{label}</answer>"
         # Process-aware: the observation is the perception (what happens in which frames, no action
         # name); the think block reasons over the phases, citing their frames, and concludes.
-        order = "; ".join(f"the {p['name'].replace('_', ' ')} phase in frames {_frames(p['first'], p['last'])}"
-                          for p in phases)
+        order = "; ".join(
+            f"the {p['name'].replace('_', ' ')} phase in frames {_frames(p['first'], p['last'])}"
+            for p in phases
+        )
         think = f"The movement passes through {order}. {conclusion}"
-        return f"<observation>{' '.join(sentences)}</observation><think>{think}</think><answer>{label}</answer>"
+        return (
+            f"<observation>{' '.join(sentences)}</observation><think>{think}</think><answer>{label}</answer>"
+        )
 
 
 def frames_as_jpeg(frames: np.ndarray, quality: int = 85) -> list[str]:
@@ -262,16 +323,32 @@ class OpenAITeacher(Teacher):
     The student's N frames are sampled; ``frames`` of them (evenly spread) are sent, each after a text
     part "Frame k:" with k the *student's* number, so frame references mean the same to both."""
 
-    def __init__(self, client, fmt: str = "plain", num_frames: int = 16, frames: int = 16, frame_size: int = 336,
-                 jpeg_quality: int = 85, image_detail: str = "auto", temperature: float = 0.2,
-                 max_tokens: int = 600, concurrency: int = 4, cache_dir: str | Path | None = None,
-                 give_label: bool = False, progress: bool = False):
+    def __init__(
+        self,
+        client,
+        fmt: str = "plain",
+        num_frames: int = 16,
+        frames: int = 16,
+        frame_size: int = 336,
+        jpeg_quality: int = 85,
+        image_detail: str = "auto",
+        temperature: float = 0.2,
+        max_tokens: int = 600,
+        concurrency: int = 4,
+        cache_dir: str | Path | None = None,
+        give_label: bool = False,
+        progress: bool = False,
+    ):
         super().__init__(fmt, num_frames)
         from reasonact.chat_client import ChatCache
 
         self.client = client
         self.name = f"openai:{client.model}"
-        self.frames, self.frame_size, self.jpeg_quality = min(int(frames), self.num_frames), frame_size, jpeg_quality
+        self.frames, self.frame_size, self.jpeg_quality = (
+            min(int(frames), self.num_frames),
+            frame_size,
+            jpeg_quality,
+        )
         self.image_detail, self.temperature, self.max_tokens = image_detail, temperature, max_tokens
         self.concurrency, self.give_label, self.progress = max(1, int(concurrency)), give_label, progress
         self.cache = ChatCache(cache_dir)
@@ -280,8 +357,12 @@ class OpenAITeacher(Teacher):
         return f"OpenAITeacher(client={self.client!r}, format={self.format!r}, frames={self.frames})"
 
     def prompt(self, record: dict) -> str:
-        return build_prompt(self.format, self.num_frames, candidate_classes(record.get("dataset")),
-                            record["label"] if self.give_label else None)
+        return build_prompt(
+            self.format,
+            self.num_frames,
+            candidate_classes(record.get("dataset")),
+            record["label"] if self.give_label else None,
+        )
 
     def shown_frames(self) -> list[int]:
         """1-based student frame numbers sent to the teacher (all N, or an even subset)."""
@@ -293,16 +374,30 @@ class OpenAITeacher(Teacher):
         content: list[dict] = []
         for k, b64 in zip(shown, frames_as_jpeg(video.frames[[k - 1 for k in shown]], self.jpeg_quality)):
             content.append({"type": "text", "text": f"Frame {k}:"})
-            content.append({"type": "image_url",
-                            "image_url": {"url": f"data:image/jpeg;base64,{b64}", "detail": self.image_detail}})
+            content.append(
+                {
+                    "type": "image_url",
+                    "image_url": {"url": f"data:image/jpeg;base64,{b64}", "detail": self.image_detail},
+                }
+            )
         content.append({"type": "text", "text": prompt})
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 
     def cache_key(self, record: dict, prompt: str) -> str:
-        return self.cache.key({"clip": clip_id(record), "prompt": prompt, "system": SYSTEM_PROMPT,
-                               "model": self.client.model, "base_url": self.client.base_url,
-                               "frames": self.shown_frames(), "size": self.frame_size, "detail": self.image_detail,
-                               "temperature": self.temperature, "max_tokens": self.max_tokens})
+        return self.cache.key(
+            {
+                "clip": clip_id(record),
+                "prompt": prompt,
+                "system": SYSTEM_PROMPT,
+                "model": self.client.model,
+                "base_url": self.client.base_url,
+                "frames": self.shown_frames(),
+                "size": self.frame_size,
+                "detail": self.image_detail,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+            }
+        )
 
     def one(self, record: dict) -> Chain:
         from reasonact.chat_client import ChatError
@@ -313,32 +408,55 @@ class OpenAITeacher(Teacher):
         if hit is not None:  # checked before decoding the video: a re-run costs nothing
             return self._chain(record, hit["text"], cached=True, usage=hit.get("usage"))
         try:
-            reply = self.client.chat(self.messages(record, prompt), temperature=self.temperature,
-                                     max_tokens=self.max_tokens)
+            reply = self.client.chat(
+                self.messages(record, prompt), temperature=self.temperature, max_tokens=self.max_tokens
+            )
         except VideoDecodeError as e:
             return self._chain(record, error=f"video: {e.cause}")
         except ChatError as e:
             return self._chain(record, error=str(e), status=e.status, attempts=e.attempts)
         except Exception as e:  # noqa: BLE001 - one odd clip must not stop the batch; the filter counts it
             return self._chain(record, error=self.client.redact(f"{type(e).__name__}: {e}"))
-        self.cache.put(key, {"text": reply.text, "usage": reply.usage, "model": reply.model or self.client.model,
-                             "clip": clip_id(record)})
+        self.cache.put(
+            key,
+            {
+                "text": reply.text,
+                "usage": reply.usage,
+                "model": reply.model or self.client.model,
+                "clip": clip_id(record),
+            },
+        )
         return self._chain(record, reply.text, cached=False, attempts=reply.attempts, usage=reply.usage)
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
         from tqdm.auto import tqdm
 
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:  # the endpoint's concurrency limit
-            return list(tqdm(pool.map(self.one, records), total=len(records), desc=self.name,
-                             disable=not self.progress))
+            return list(
+                tqdm(
+                    pool.map(self.one, records), total=len(records), desc=self.name, disable=not self.progress
+                )
+            )
 
 
 class ModelTeacher(Teacher):
     """Chains from a local VLM (``model, processor`` from ``models.load_model``), vision tokens suppressed."""
 
-    def __init__(self, model, processor, fmt: str = "plain", num_frames: int = 16, size: int = 224,
-                 max_new_tokens: int = 256, batch_size: int = 2, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 0.9, seed: int = 0, name: str = "model"):
+    def __init__(
+        self,
+        model,
+        processor,
+        fmt: str = "plain",
+        num_frames: int = 16,
+        size: int = 224,
+        max_new_tokens: int = 256,
+        batch_size: int = 2,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 0.9,
+        seed: int = 0,
+        name: str = "model",
+    ):
         super().__init__(fmt, num_frames)
         self.model, self.processor, self.size = model, processor, size
         self.max_new_tokens, self.batch_size = max_new_tokens, max(1, int(batch_size))
@@ -352,9 +470,17 @@ class ModelTeacher(Teacher):
 
         t = recipe.teacher
         model, processor = load_model(recipe, lora=False, path=path or t.local_model)
-        return cls(model, processor, fmt=fmt or t.format, num_frames=recipe.video.num_frames, size=recipe.video.size,
-                   max_new_tokens=t.max_new_tokens, batch_size=t.batch_size, seed=t.seed,
-                   name=str(path or t.local_model or recipe.model.name_or_path or "tiny"))
+        return cls(
+            model,
+            processor,
+            fmt=fmt or t.format,
+            num_frames=recipe.video.num_frames,
+            size=recipe.video.size,
+            max_new_tokens=t.max_new_tokens,
+            batch_size=t.batch_size,
+            seed=t.seed,
+            name=str(path or t.local_model or recipe.model.name_or_path or "tiny"),
+        )
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
         import torch
@@ -367,7 +493,7 @@ class ModelTeacher(Teacher):
         out: list[Chain | None] = [None] * len(records)
         for start in range(0, len(records), self.batch_size):
             batch, videos, where = [], [], []
-            for i, rec in enumerate(records[start:start + self.batch_size], start):
+            for i, rec in enumerate(records[start : start + self.batch_size], start):
                 try:
                     videos.append(read_video(rec["video"], self.num_frames, self.size))
                     batch.append(rec)
@@ -376,24 +502,44 @@ class ModelTeacher(Teacher):
                     out[i] = self._chain(rec, error=f"video: {e.cause}")
             if not batch:
                 continue
-            texts = [self.processor.apply_chat_template(
-                video_messages(build_prompt(self.format, self.num_frames, candidate_classes(r.get("dataset")),
-                                            media="video"), hint=""), add_generation_prompt=True, tokenize=False)
-                for r in batch]
-            inputs = self.processor(text=texts, videos=[v.frames for v in videos], do_sample_frames=False,
-                                    video_metadata=[v.metadata() for v in videos], padding=True,
-                                    padding_side="left", return_tensors="pt").to(self.model.device)
+            texts = [
+                self.processor.apply_chat_template(
+                    video_messages(
+                        build_prompt(
+                            self.format, self.num_frames, candidate_classes(r.get("dataset")), media="video"
+                        ),
+                        hint="",
+                    ),
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                for r in batch
+            ]
+            inputs = self.processor(
+                text=texts,
+                videos=[v.frames for v in videos],
+                do_sample_frames=False,
+                video_metadata=[v.metadata() for v in videos],
+                padding=True,
+                padding_side="left",
+                return_tensors="pt",
+            ).to(self.model.device)
             with torch.no_grad():
-                ids = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
-                                          suppress_tokens=vision_token_ids(self.processor), **self.sampling)
-            new = ids[:, inputs["input_ids"].shape[1]:]
+                ids = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.max_new_tokens,
+                    suppress_tokens=vision_token_ids(self.processor),
+                    **self.sampling,
+                )
+            new = ids[:, inputs["input_ids"].shape[1] :]
             for i, rec, text in zip(where, batch, self.processor.batch_decode(new, skip_special_tokens=True)):
                 out[i] = self._chain(rec, text.strip())
         return out
 
 
-def make_teacher(kind: str, recipe, library: Library | None = None, fmt: str | None = None,
-                 progress: bool = False) -> Teacher:
+def make_teacher(
+    kind: str, recipe, library: Library | None = None, fmt: str | None = None, progress: bool = False
+) -> Teacher:
     """The recipe's teacher of ``kind`` (template | openai | model); ``fmt`` overrides ``teacher.format``."""
     t = recipe.teacher
     fmt = fmt or t.format
@@ -408,12 +554,30 @@ def make_teacher(kind: str, recipe, library: Library | None = None, fmt: str | N
         from reasonact.chat_client import ChatClient
         from reasonact.config import REPO_ROOT
 
-        client = ChatClient.from_env(t.base_url, t.model, t.api_key_env, timeout_s=t.timeout_s,
-                                     max_retries=t.max_retries, backoff_s=t.backoff_s)
+        client = ChatClient.from_env(
+            t.base_url,
+            t.model,
+            t.api_key_env,
+            timeout_s=t.timeout_s,
+            max_retries=t.max_retries,
+            backoff_s=t.backoff_s,
+        )
         cache = Path(t.cache_dir) if Path(t.cache_dir).is_absolute() else REPO_ROOT / t.cache_dir
-        return OpenAITeacher(client, fmt, n, frames=t.frames, frame_size=t.frame_size, jpeg_quality=t.jpeg_quality,
-                             image_detail=t.image_detail, temperature=t.temperature, max_tokens=t.max_tokens,
-                             concurrency=t.concurrency, cache_dir=cache, give_label=t.give_label, progress=progress)
+        return OpenAITeacher(
+            client,
+            fmt,
+            n,
+            frames=t.frames,
+            frame_size=t.frame_size,
+            jpeg_quality=t.jpeg_quality,
+            image_detail=t.image_detail,
+            temperature=t.temperature,
+            max_tokens=t.max_tokens,
+            concurrency=t.concurrency,
+            cache_dir=cache,
+            give_label=t.give_label,
+            progress=progress,
+        )
     if kind == "model":
         return ModelTeacher.from_recipe(recipe, fmt=fmt)
     raise ValueError(f"unknown teacher {kind!r}; choose template, openai or model")

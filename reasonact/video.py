@@ -12,9 +12,9 @@ it neither upscales nor downscales: 16 frames at 224 px give 16/2 * (224/28)^2 =
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -44,8 +44,15 @@ class Video:
         from transformers.video_utils import VideoMetadata
 
         h, w = self.frames.shape[1:3]
-        return VideoMetadata(total_num_frames=self.total_frames, fps=self.fps, width=w, height=h,
-                             duration=self.duration_s, video_backend="decord", frames_indices=list(self.indices))
+        return VideoMetadata(
+            total_num_frames=self.total_frames,
+            fps=self.fps,
+            width=w,
+            height=h,
+            duration=self.duration_s,
+            video_backend="decord",
+            frames_indices=list(self.indices),
+        )
 
 
 def sample_indices(total_frames: int, num_frames: int = 16) -> list[int]:
@@ -104,8 +111,10 @@ def read_video(path: str | Path, num_frames: int = 16, size: int | None = 224) -
     try:
         frames = vr.get_batch(idx).asnumpy()
     except Exception as e:  # truncated files: the header promises frames the stream does not have
-        raise VideoDecodeError(path, f"decoding frames {idx[0]}..{idx[-1]} of {total} failed, "
-                               f"the file may be truncated ({_short(e)})") from None
+        raise VideoDecodeError(
+            path,
+            f"decoding frames {idx[0]}..{idx[-1]} of {total} failed, the file may be truncated ({_short(e)})",
+        ) from None
     if frames.ndim != 4 or frames.shape[0] != num_frames or frames.shape[-1] != 3:
         raise VideoDecodeError(path, f"unexpected decoded shape {frames.shape}")
     if size:
@@ -137,8 +146,9 @@ class SkipReport:
         return "\n".join(lines)
 
 
-def iter_videos(records: Iterable[dict], num_frames: int = 16, size: int | None = 224,
-                report: SkipReport | None = None) -> Iterator[tuple[dict, Video]]:
+def iter_videos(
+    records: Iterable[dict], num_frames: int = 16, size: int | None = 224, report: SkipReport | None = None
+) -> Iterator[tuple[dict, Video]]:
     """Yield ``(record, Video)`` for each manifest record; damaged clips are skipped and reported."""
     report = report if report is not None else SkipReport()
     for rec in records:

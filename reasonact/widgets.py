@@ -14,27 +14,42 @@ from reasonact.library import Action, Library
 
 def decomposition_table(action: Action) -> list[dict]:
     """One row per sub-action: phase, share, sub-action, phrasings (what the lookup widget shows)."""
-    return [{"phase": p.name, "share": round(p.share, 2), "sub_action": s.name, "phrasings": " | ".join(s.phrasings)}
-            for p in action.phases for s in p.sub_actions]
+    return [
+        {
+            "phase": p.name,
+            "share": round(p.share, 2),
+            "sub_action": s.name,
+            "phrasings": " | ".join(s.phrasings),
+        }
+        for p in action.phases
+        for s in p.sub_actions
+    ]
 
 
 def _html_table(rows: list[dict]) -> str:
     if not rows:
         return "<i>nothing</i>"
     head = "".join(f"<th style='text-align:left'>{html.escape(k)}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td style='text-align:left'>{html.escape(str(v))}</td>" for v in r.values())
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def library_explorer(lib: Library, index: EmbeddingIndex, action: str = "jump", sentence: str = "bends the knees"):
+def library_explorer(
+    lib: Library, index: EmbeddingIndex, action: str = "jump", sentence: str = "bends the knees"
+):
     """Type an action (any dataset's spelling) to see its decomposition; type a sentence to see the
     nearest sub-actions and their cosine scores."""
     import ipywidgets as w
 
     action_box = w.Text(value=action, description="action", continuous_update=False)
-    sentence_box = w.Text(value=sentence, description="sentence", continuous_update=False,
-                          layout=w.Layout(width="60%"))
+    sentence_box = w.Text(
+        value=sentence, description="sentence", continuous_update=False, layout=w.Layout(width="60%")
+    )
     within = w.Checkbox(value=False, description="only within the action above")
     action_out, sentence_out = w.HTML(), w.HTML()
 
@@ -44,7 +59,9 @@ def library_explorer(lib: Library, index: EmbeddingIndex, action: str = "jump", 
         except KeyError as e:
             action_out.value = f"<b>{html.escape(str(e))}</b>"
             return
-        action_out.value = f"<b>{html.escape(a.key)}</b>: {html.escape(a.description)}" + _html_table(decomposition_table(a))
+        action_out.value = f"<b>{html.escape(a.key)}</b>: {html.escape(a.description)}" + _html_table(
+            decomposition_table(a)
+        )
 
     def show_sentence(_=None):
         key = None
@@ -75,12 +92,25 @@ def _as_clips(clips, completions, names) -> list[dict]:
     for i, rec in enumerate(clips):
         comps = rec.get("completions")
         if completions is not None:
-            comps = completions.get(rec.get("label"), completions.get(i)) if isinstance(completions, dict) else completions
+            comps = (
+                completions.get(rec.get("label"), completions.get(i))
+                if isinstance(completions, dict)
+                else completions
+            )
         comps = [str(c) for c in (comps or [""])]
         nm = rec.get("completion_names") or names
-        nm = list(nm) if nm is not None and len(nm) == len(comps) else [f"completion {j + 1}" for j in range(len(comps))]
-        out.append({"record": {k: v for k, v in rec.items() if k not in ("completions", "completion_names")},
-                    "completions": comps, "names": nm})
+        nm = (
+            list(nm)
+            if nm is not None and len(nm) == len(comps)
+            else [f"completion {j + 1}" for j in range(len(comps))]
+        )
+        out.append(
+            {
+                "record": {k: v for k, v in rec.items() if k not in ("completions", "completion_names")},
+                "completions": comps,
+                "names": nm,
+            }
+        )
     return out
 
 
@@ -107,7 +137,9 @@ def _frames_png(frames, height: int = 72) -> bytes:
     return buf.getvalue()
 
 
-def reward_report(clip: dict, completions=None, names=None, scorer=None, weights=None, frames=None, path=None):
+def reward_report(
+    clip: dict, completions=None, names=None, scorer=None, weights=None, frames=None, path=None
+):
     """The inspector without widgets (``INTERACTIVE = False``): ``(DataFrame, Figure)`` — one row per
     completion with every reward component and the total, and a figure with the sampled frames,
     the phase timeline with each completion's detected sub-actions, and a bar per component.
@@ -145,8 +177,9 @@ def reward_inspector(clips, completions=None, names=None, scorer=None, weights=N
 
     scorer = scorer or default_scorer()
     items = _as_clips(clips, completions, names)
-    clip_dd = w.Dropdown(options=[(f"{i}: {it['record'].get('label')}", i) for i, it in enumerate(items)],
-                         description="clip")
+    clip_dd = w.Dropdown(
+        options=[(f"{i}: {it['record'].get('label')}", i) for i, it in enumerate(items)], description="clip"
+    )
     comp_dd = w.Dropdown(description="completion")
     text = w.Textarea(layout=w.Layout(width="100%", height="160px"), continuous_update=True)
     frames_img, table = w.Image(format="png"), w.HTML()
@@ -175,7 +208,9 @@ def reward_inspector(clips, completions=None, names=None, scorer=None, weights=N
         bars.value = report.bars_html(a.components, weights)
         timeline.value = report.timeline_svg(a)
         notes = "; ".join(a.details.get("c_cross", {}).get("notes", []))
-        marked.value = report.highlight_html(a) + (f"<p><i>C_cross: {html.escape(notes)}</i></p>" if notes else "")
+        marked.value = report.highlight_html(a) + (
+            f"<p><i>C_cross: {html.escape(notes)}</i></p>" if notes else ""
+        )
 
     clip_dd.observe(show_clip, "value")
     comp_dd.observe(show_completion, "value")

@@ -86,10 +86,21 @@ def _write(tmp_path, text):
 @pytest.mark.parametrize(
     "mutation, message",
     [
-        (("share: 0.4\n        sub_actions:\n          knee_flexion", "share: 1.4\n        sub_actions:\n          knee_flexion"), "share"),
+        (
+            (
+                "share: 0.4\n        sub_actions:\n          knee_flexion",
+                "share: 1.4\n        sub_actions:\n          knee_flexion",
+            ),
+            "share",
+        ),
         (("- name: flight", "- name: crouch"), "duplicate phase 'crouch'"),
-        (("knee_tuck: [tucks the knees up, pulls the legs under the body]", "knee_tuck: [tucks the knees up]"),
-         "at least 2 distinct"),
+        (
+            (
+                "knee_tuck: [tucks the knees up, pulls the legs under the body]",
+                "knee_tuck: [tucks the knees up]",
+            ),
+            "at least 2 distinct",
+        ),
         (("airborne:", "knee_flexion:"), "already appears in an earlier phase"),
         (("description: A jump.", "description: ''"), "'description'"),
         (("- name: flight", "- name: Flight Phase"), "snake_case"),
@@ -110,7 +121,13 @@ def test_validator_names_file_action_field(tmp_path, mutation, message):
 
 
 def test_shares_must_sum_to_one(tmp_path):
-    d = _write(tmp_path, GOOD.replace("share: 0.3\n        sub_actions:\n          airborne", "share: 0.2\n        sub_actions:\n          airborne"))
+    d = _write(
+        tmp_path,
+        GOOD.replace(
+            "share: 0.3\n        sub_actions:\n          airborne",
+            "share: 0.2\n        sub_actions:\n          airborne",
+        ),
+    )
     with pytest.raises(LibraryError, match="sum to 0.900"):
         load_library(d)
 
@@ -166,7 +183,9 @@ def test_index_cache_skips_the_encoder(small_lib, tmp_path, monkeypatch):
     again = build_index(small_lib, cache_dir=tmp_path / "cache")
     assert np.array_equal(again.matrix, index.matrix) and again.phrasings == index.phrasings
     # a changed library gets a new cache entry
-    assert embeddings.cache_path(small_lib.subset(0.5), index.model, tmp_path) != embeddings.cache_path(small_lib, index.model, tmp_path)
+    assert embeddings.cache_path(small_lib.subset(0.5), index.model, tmp_path) != embeddings.cache_path(
+        small_lib, index.model, tmp_path
+    )
 
 
 def test_cohesion_and_near_duplicates(small_lib, tmp_path):

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from reasonact.config import LoraConfig, TinyModelConfig, load_config, parse_overrides
-from reasonact.models import (VISION_TOKENS, apply_lora, build_tiny_model, load_model, lora_target_regex,
-                              vision_token_ids)
+from reasonact.models import (
+    VISION_TOKENS,
+    apply_lora,
+    build_tiny_model,
+    load_model,
+    lora_target_regex,
+    vision_token_ids,
+)
 from reasonact.prompts import encode_videos
 from reasonact.video import read_video
 
@@ -15,7 +21,9 @@ def _sha(path):
 
 
 def _recipe(model_dir, **over):
-    return load_config("tiny", parse_overrides([f"model.name_or_path={model_dir}"] + [f"{k}={v}" for k, v in over.items()]))
+    return load_config(
+        "tiny", parse_overrides([f"model.name_or_path={model_dir}"] + [f"{k}={v}" for k, v in over.items()])
+    )
 
 
 def test_same_seed_same_weights(tmp_path, tiny_model_dir):
@@ -47,7 +55,9 @@ def test_reload_with_auto_classes(tiny_model_dir):
 def test_forward_with_video_and_labels_then_generate(tiny_model_dir, clip_path):
     model, proc = load_model(_recipe(tiny_model_dir), lora=False)
     video = read_video(clip_path, 16, 56)
-    inputs = encode_videos(proc, [video], answers=["<think>the square moves right</think><answer>slide</answer>"])
+    inputs = encode_videos(
+        proc, [video], answers=["<think>the square moves right</think><answer>slide</answer>"]
+    )
     assert "pixel_values_videos" in inputs and "mm_token_type_ids" in inputs
     labels = inputs["input_ids"].clone()
     out = model(**inputs, labels=labels)
@@ -61,8 +71,12 @@ def test_forward_with_video_and_labels_then_generate(tiny_model_dir, clip_path):
         a = model(**encode_videos(proc, [video])).logits
         b = model(**encode_videos(proc, [video2])).logits
     assert not torch.allclose(a, b)
-    gen = model.generate(**encode_videos(proc, [video]), max_new_tokens=8, do_sample=True,
-                         suppress_tokens=vision_token_ids(proc))
+    gen = model.generate(
+        **encode_videos(proc, [video]),
+        max_new_tokens=8,
+        do_sample=True,
+        suppress_tokens=vision_token_ids(proc),
+    )
     new = gen[0, -8:].tolist()
     assert not set(new) & set(vision_token_ids(proc))
 

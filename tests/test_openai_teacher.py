@@ -17,14 +17,20 @@ from reasonact.chat_client import ChatClient, ChatError, Secret
 from reasonact.teacher import OpenAITeacher, make_teacher
 
 KEY = "sk-test-0123456789abcdefghijSECRETxyz"
-CHAIN = ("<think>Frames 1-5: the person bends the knees. Frames 6-9: he drives up. Frames 10-16: he lands."
-         "</think><answer>jump</answer>")
+CHAIN = (
+    "<think>Frames 1-5: the person bends the knees. Frames 6-9: he drives up. Frames 10-16: he lands."
+    "</think><answer>jump</answer>"
+)
 
 
 def completion(text=CHAIN):
-    return {"id": "c1", "object": "chat.completion", "model": "test-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 30, "total_tokens": 130}}
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 30, "total_tokens": 130},
+    }
 
 
 class Server:
@@ -44,7 +50,9 @@ class Server:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with server.lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+                    server.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
+                    )
                     step = server.script.pop(0) if len(server.script) > 1 else server.script[0]
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -96,14 +104,22 @@ def clips(tmp_path_factory):
     for i, label in enumerate(("jump", "wave", "clap", "sit", "stand", "kick")):
         frames, rec = render_clip(label, seed=i, level="easy", size=64)
         rec.pop("pose")
-        out.append({**rec, "video": str(write_video(d / f"{label}.mp4", frames, rec["fps"])), "split": "train"})
+        out.append(
+            {**rec, "video": str(write_video(d / f"{label}.mp4", frames, rec["fps"])), "split": "train"}
+        )
     return out
 
 
 def teacher(server, tmp_path, key=KEY, sleeps=None, **kw):
-    client = ChatClient(server.url, "test-model", key, timeout_s=kw.pop("timeout_s", 5.0),
-                        max_retries=kw.pop("max_retries", 3), backoff_s=0.01,
-                        sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    client = ChatClient(
+        server.url,
+        "test-model",
+        key,
+        timeout_s=kw.pop("timeout_s", 5.0),
+        max_retries=kw.pop("max_retries", 3),
+        backoff_s=0.01,
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+    )
     return OpenAITeacher(client, cache_dir=kw.pop("cache_dir", tmp_path / "cache"), **kw)
 
 
@@ -122,7 +138,11 @@ def test_normal_answer(server, clips, tmp_path):
     images = [p for p in user["content"] if p["type"] == "image_url"]
     labels = [p["text"] for p in user["content"] if p["type"] == "text" and p["text"].startswith("Frame ")]
     assert len(images) == 8
-    assert labels == [f"Frame {k}:" for k in t.shown_frames()] and t.shown_frames()[0] == 1 and t.shown_frames()[-1] == 16
+    assert (
+        labels == [f"Frame {k}:" for k in t.shown_frames()]
+        and t.shown_frames()[0] == 1
+        and t.shown_frames()[-1] == 16
+    )
     from PIL import Image
 
     head, b64 = images[0]["image_url"]["url"].split(",", 1)
@@ -133,9 +153,15 @@ def test_normal_answer(server, clips, tmp_path):
 
 
 def test_429_then_success(server, clips, tmp_path):
-    server.script = [{"status": 429, "json": {"error": {"message": "Rate limit reached"}}, "headers": {"Retry-After": "0"}},
-                     {"status": 503, "json": {"error": {"message": "overloaded"}}},
-                     {"json": completion()}]
+    server.script = [
+        {
+            "status": 429,
+            "json": {"error": {"message": "Rate limit reached"}},
+            "headers": {"Retry-After": "0"},
+        },
+        {"status": 503, "json": {"error": {"message": "overloaded"}}},
+        {"json": completion()},
+    ]
     sleeps = []
     (chain,) = teacher(server, tmp_path, sleeps=sleeps).generate(clips[:1])
     assert chain.error is None and chain.text == CHAIN and chain.meta["attempts"] == 3
@@ -166,7 +192,9 @@ def test_timeout(server, clips, tmp_path):
     assert len(server.requests) == 2
     # a slow first answer, then a fast one: the retry succeeds
     server.script = [{"sleep": 3.0, "json": completion()}, {"json": completion()}]
-    (chain,) = teacher(server, tmp_path, timeout_s=0.2, max_retries=1, cache_dir=tmp_path / "c2").generate(clips[:1])
+    (chain,) = teacher(server, tmp_path, timeout_s=0.2, max_retries=1, cache_dir=tmp_path / "c2").generate(
+        clips[:1]
+    )
     assert chain.error is None and chain.text == CHAIN
 
 
@@ -203,7 +231,9 @@ def test_cache_hit_on_the_second_run(server, clips, tmp_path, monkeypatch):
 def test_concurrency_limit(server, clips, tmp_path):
     server.script = [{"sleep": 0.3, "json": completion()}]
     chains = teacher(server, tmp_path, concurrency=3).generate(clips)
-    assert all(c.error is None for c in chains) and [c.record["video"] for c in chains] == [c["video"] for c in clips]
+    assert all(c.error is None for c in chains) and [c.record["video"] for c in chains] == [
+        c["video"] for c in clips
+    ]
     assert server.max_in_flight == 3
 
 
@@ -217,12 +247,22 @@ def test_key_never_shown(server, clips, tmp_path, caplog):
     client = t.client
     with pytest.raises(ChatError) as info:
         client.chat([{"role": "user", "content": "hi"}])
-    texts = [chain.error, repr(t), repr(client), str(client._key), repr(client._key), str(info.value),
-             repr(info.value), "".join(traceback.format_exception(info.value)), caplog.text, repr(chain)]
+    texts = [
+        chain.error,
+        repr(t),
+        repr(client),
+        str(client._key),
+        repr(client._key),
+        str(info.value),
+        repr(info.value),
+        "".join(traceback.format_exception(info.value)),
+        caplog.text,
+        repr(chain),
+    ]
     assert caplog.text  # the 429 retry was logged...
     for text in texts:  # ...and nothing shows the key or any 8-character piece of it
         assert KEY not in text
-        assert not any(KEY[i:i + 8] in text for i in range(len(KEY) - 7)), text
+        assert not any(KEY[i : i + 8] in text for i in range(len(KEY) - 7)), text
     with pytest.raises(TypeError):
         import pickle
 
@@ -235,8 +275,10 @@ def test_environment_and_recipe(server, monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)
     monkeypatch.setenv("REASONACT_TEACHER_MODEL", "env-model")
     monkeypatch.setenv("MY_KEY", KEY)
-    recipe = load_config("tiny", parse_overrides(["teacher.api_key_env=MY_KEY", f"teacher.cache_dir={tmp_path}",
-                                                  "teacher.frames=4"]))
+    recipe = load_config(
+        "tiny",
+        parse_overrides(["teacher.api_key_env=MY_KEY", f"teacher.cache_dir={tmp_path}", "teacher.frames=4"]),
+    )
     t = make_teacher("openai", recipe)
     assert t.client.model == "env-model" and t.client.base_url == server.url and t.frames == 4
     assert KEY not in repr(t)

@@ -33,47 +33,96 @@ def check(ex, answer):
 
 # ---- rows in each dataset's own schema (hand-written, same fields and types) ----
 
-GSM8K = {"question": "A baker makes 36 rolls and sells a third of them in the morning. In the afternoon she sells "
-                     "10 more. How many rolls are left?",
-         "answer": "In the morning she sells 36/3 = <<36/3=12>>12 rolls.\nShe has 36-12 = <<36-12=24>>24 left, then "
-                   "sells 10: 24-10 = <<24-10=14>>14.\n#### 14"}
-MATH = {"problem": "What is $\\frac{1}{2}+\\frac{1}{3}$?", "level": "Level 1", "type": "Prealgebra",
-        "solution": "The common denominator is 6, so $\\frac{3}{6}+\\frac{2}{6}=\\boxed{\\frac{5}{6}}$."}
-LOGIQA = {"context": "Every member of the club plays chess. Some chess players also play go.",
-          "query": "Which of the following must be true?",
-          "options": ["Every go player is in the club.", "Some club members play go.",
-                      "Every club member plays chess.", "No chess player plays go."],
-          "correct_option": 2}
-RECLOR = {"context": "Plants in the north field grew taller than those in the south field. Only the north field "
-                     "was watered daily.",
-          "question": "Which one of the following most strengthens the argument that daily watering caused the "
-                      "difference?",
-          "answers": ["The fields have the same soil.", "The south field is larger.", "Birds visit the north field.",
-                      "The farmer prefers the north field."],
-          "label": 0, "id_string": "train_17"}
-CSQA = {"id": "075e483d21c29a511267ef62bedc0461", "question": "Where would you put a plate after washing it?",
-        "question_concept": "plate", "choices": {"label": ["A", "B", "C", "D", "E"],
-                                                 "text": ["cupboard", "table", "floor", "oven", "garden"]},
-        "answerKey": "A"}
-STRATEGYQA = {"qid": "4fd64bb6ce5b78ab20b6", "term": "Mount Everest",
-              "description": "Earth's highest mountain above sea level",
-              "question": "Could a person walk up Mount Everest in one afternoon?", "answer": False,
-              "facts": ["Climbing Mount Everest takes weeks because of acclimatisation.",
-                        "An afternoon lasts a few hours."],
-              "decomposition": ["How long does climbing Everest take?", "How long is an afternoon?",
-                                "Is #1 shorter than #2?"]}
-ARC = {"id": "Mercury_7175875", "question": "Which property of a mineral can be found by scratching it?",
-       "choices": {"text": ["luster", "hardness", "color", "mass"], "label": ["A", "B", "C", "D"]},
-       "answerKey": "B"}
-ARC_NUMERIC = {"id": "NYSEDREGENTS_2015_4_3", "question": "Which object is a source of light?",
-               "choices": {"text": ["moon", "mirror", "sun", "window"], "label": ["1", "2", "3", "4"]},
-               "answerKey": "3"}
-OBQA = {"id": "7-980", "question_stem": "The sun is responsible for",
-        "choices": {"text": ["puppies learning new tricks", "children growing up and getting old",
-                             "flowers wilting in a vase", "plants sprouting, blooming and wilting"],
-                    "label": ["A", "B", "C", "D"]},
-        "answerKey": "D", "fact1": "the sun is the source of energy for physical cycles on Earth",
-        "humanScore": 1.0, "clarity": 2.0, "turkIdAnonymized": "b356d338b7"}
+GSM8K = {
+    "question": "A baker makes 36 rolls and sells a third of them in the morning. In the afternoon she sells "
+    "10 more. How many rolls are left?",
+    "answer": "In the morning she sells 36/3 = <<36/3=12>>12 rolls.\nShe has 36-12 = <<36-12=24>>24 left, then "
+    "sells 10: 24-10 = <<24-10=14>>14.\n#### 14",
+}
+MATH = {
+    "problem": "What is $\\frac{1}{2}+\\frac{1}{3}$?",
+    "level": "Level 1",
+    "type": "Prealgebra",
+    "solution": "The common denominator is 6, so $\\frac{3}{6}+\\frac{2}{6}=\\boxed{\\frac{5}{6}}$.",
+}
+LOGIQA = {
+    "context": "Every member of the club plays chess. Some chess players also play go.",
+    "query": "Which of the following must be true?",
+    "options": [
+        "Every go player is in the club.",
+        "Some club members play go.",
+        "Every club member plays chess.",
+        "No chess player plays go.",
+    ],
+    "correct_option": 2,
+}
+RECLOR = {
+    "context": "Plants in the north field grew taller than those in the south field. Only the north field "
+    "was watered daily.",
+    "question": "Which one of the following most strengthens the argument that daily watering caused the "
+    "difference?",
+    "answers": [
+        "The fields have the same soil.",
+        "The south field is larger.",
+        "Birds visit the north field.",
+        "The farmer prefers the north field.",
+    ],
+    "label": 0,
+    "id_string": "train_17",
+}
+CSQA = {
+    "id": "075e483d21c29a511267ef62bedc0461",
+    "question": "Where would you put a plate after washing it?",
+    "question_concept": "plate",
+    "choices": {"label": ["A", "B", "C", "D", "E"], "text": ["cupboard", "table", "floor", "oven", "garden"]},
+    "answerKey": "A",
+}
+STRATEGYQA = {
+    "qid": "4fd64bb6ce5b78ab20b6",
+    "term": "Mount Everest",
+    "description": "Earth's highest mountain above sea level",
+    "question": "Could a person walk up Mount Everest in one afternoon?",
+    "answer": False,
+    "facts": [
+        "Climbing Mount Everest takes weeks because of acclimatisation.",
+        "An afternoon lasts a few hours.",
+    ],
+    "decomposition": [
+        "How long does climbing Everest take?",
+        "How long is an afternoon?",
+        "Is #1 shorter than #2?",
+    ],
+}
+ARC = {
+    "id": "Mercury_7175875",
+    "question": "Which property of a mineral can be found by scratching it?",
+    "choices": {"text": ["luster", "hardness", "color", "mass"], "label": ["A", "B", "C", "D"]},
+    "answerKey": "B",
+}
+ARC_NUMERIC = {
+    "id": "NYSEDREGENTS_2015_4_3",
+    "question": "Which object is a source of light?",
+    "choices": {"text": ["moon", "mirror", "sun", "window"], "label": ["1", "2", "3", "4"]},
+    "answerKey": "3",
+}
+OBQA = {
+    "id": "7-980",
+    "question_stem": "The sun is responsible for",
+    "choices": {
+        "text": [
+            "puppies learning new tricks",
+            "children growing up and getting old",
+            "flowers wilting in a vase",
+            "plants sprouting, blooming and wilting",
+        ],
+        "label": ["A", "B", "C", "D"],
+    },
+    "answerKey": "D",
+    "fact1": "the sun is the source of energy for physical cycles on Earth",
+    "humanScore": 1.0,
+    "clarity": 2.0,
+    "turkIdAnonymized": "b356d338b7",
+}
 
 
 def test_gsm8k():
@@ -143,7 +192,10 @@ def test_load_source_calls_the_documented_hub_ids(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake)
     assert R.load_source("arc") == [{"config": "ARC-Challenge"}, {"config": "ARC-Easy"}]
-    assert calls == [("allenai/ai2_arc", "ARC-Challenge", "train", None), ("allenai/ai2_arc", "ARC-Easy", "train", None)]
+    assert calls == [
+        ("allenai/ai2_arc", "ARC-Challenge", "train", None),
+        ("allenai/ai2_arc", "ARC-Easy", "train", None),
+    ]
     calls.clear()
     R.load_source("logiqa", split="validation")
     assert calls == [("lucasmccabe/logiqa", None, "validation", "refs/convert/parquet")]
@@ -232,7 +284,9 @@ def test_build_fre_data(tmp_path, lib):
 def test_tiny_recipe_is_offline(tmp_path, lib, monkeypatch):
     import datasets
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("the tiny profile must not load from the hub"))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: pytest.fail("the tiny profile must not load from the hub")
+    )
     recipe = load_config("tiny", parse_overrides(["fre_data.num_examples=20"]))
     summary = R.build_fre_data(recipe, tmp_path / "fre", library=lib)
     assert summary["num_examples"] == 20 and set(summary["sources"]) == {"generated"}

@@ -25,7 +25,10 @@ def test_list_notebooks_range(tmp_path):
 def test_runner_injects_parameters_and_names_failing_cell(tmp_path):
     books = tmp_path / "nb"
     books.mkdir()
-    _nb(books / "00_ok.ipynb", "import json, pathlib\npathlib.Path(RUN, 'p.json').write_text(json.dumps([PROFILE, SEED, INTERACTIVE]))")
+    _nb(
+        books / "00_ok.ipynb",
+        "import json, pathlib\npathlib.Path(RUN, 'p.json').write_text(json.dumps([PROFILE, SEED, INTERACTIVE]))",
+    )
     _nb(books / "01_bad.ipynb", "x = 1", "raise ValueError('broken on purpose')")
     logs = []
     with pytest.raises(NotebookFailed) as e:

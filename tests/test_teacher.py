@@ -115,10 +115,15 @@ def test_template_chains_pass_the_filter(lib, recs, scorer, fmt):
     result = filter_chains(chains, CotFilterConfig(), N, scorer)
     assert result.counts()["kept"] == len(recs), [(r.rule, r.detail) for r in result.rejected]
     # ... and the rewards rank them as they should: correct, well-formed, sub-actions found
-    comps = scorer.analyze([c.text for c in chains], label=[r["label"] for r in recs],
-                           dataset=[r["dataset"] for r in recs], phases=[r["phases"] for r in recs],
-                           fps=[r["fps"] for r in recs], num_frames=[r["num_frames"] for r in recs],
-                           num_sampled_frames=[N] * len(recs))
+    comps = scorer.analyze(
+        [c.text for c in chains],
+        label=[r["label"] for r in recs],
+        dataset=[r["dataset"] for r in recs],
+        phases=[r["phases"] for r in recs],
+        fps=[r["fps"] for r in recs],
+        num_frames=[r["num_frames"] for r in recs],
+        num_sampled_frames=[N] * len(recs),
+    )
     assert all(a.components["accuracy"] == 1 and a.components["subaction"] > 0.8 for a in comps)
 
 
@@ -138,19 +143,36 @@ def test_each_rule_rejects_what_it_should(lib, recs, scorer):
         "format": variant(f"{think} So the answer is jump.", 2),
         "format_process": variant(jump.text, 3, fmt="process"),  # plain text where process is required
         "answer": variant(jump.text.replace("<answer>jump</answer>", "<answer>kick</answer>"), 4),
-        "frames_outside": variant(jump.text.replace("Frames 1-", "Frames 0-").replace("frames 1-", "frames 0-")
-                                  .replace(re.findall(r"(\d+-16)", jump.text)[0], "13-17"), 5),
+        "frames_outside": variant(
+            jump.text.replace("Frames 1-", "Frames 0-")
+            .replace("frames 1-", "frames 0-")
+            .replace(re.findall(r"(\d+-16)", jump.text)[0], "13-17"),
+            5,
+        ),
         "frames_none": variant(re.sub(r"(?:In |During )?[Ff]rames? [\d-]+:?,?", "", jump.text), 6),
-        "length_short": variant("<think>Frames 1-16: he crouches, jumps and lands.</think><answer>jump</answer>", 7),
-        "length_long": variant(jump.text.replace("</think>", " " + " ".join(sentences[:-1]) * 3 + "</think>"), 8),
+        "length_short": variant(
+            "<think>Frames 1-16: he crouches, jumps and lands.</think><answer>jump</answer>", 7
+        ),
+        "length_long": variant(
+            jump.text.replace("</think>", " " + " ".join(sentences[:-1]) * 3 + "</think>"), 8
+        ),
         "phase_order": variant(f"<think>{reversed_phases}</think><answer>jump</answer>", 9),
-        "phase_missing": variant("<think>Frames 1-16: he moves around a lot in the room, the camera stays still, the "
-                                 "background is dark and nothing else moves, so it looks like a jump to me overall."
-                                 "</think><answer>jump</answer>", 10),
+        "phase_missing": variant(
+            "<think>Frames 1-16: he moves around a lot in the room, the camera stays still, the "
+            "background is dark and nothing else moves, so it looks like a jump to me overall."
+            "</think><answer>jump</answer>",
+            10,
+        ),
         "duplicate": variant(jump.text, 11),
     }
-    expected = {"format_process": "format", "frames_outside": "frames", "frames_none": "frames",
-                "length_short": "length", "length_long": "length", "phase_missing": "phase_order"}
+    expected = {
+        "format_process": "format",
+        "frames_outside": "frames",
+        "frames_none": "frames",
+        "length_short": "length",
+        "length_long": "length",
+        "phase_missing": "phase_order",
+    }
     result = filter_chains([jump, *cases.values()], CotFilterConfig(), N, scorer)
     got = {r.chain.record["video"]: (r.rule, r.detail) for r in result.rejected}
     for name, c in cases.items():
@@ -170,7 +192,16 @@ def test_save_chains(lib, recs, scorer, tmp_path):
     paths = save_chains(filter_chains(chains, CotFilterConfig(), N, scorer), tmp_path, N)
     ds = load_from_disk(paths["dataset"])
     assert len(ds) == 6
-    assert {"video", "label", "dataset", "phases", "num_frames", "num_sampled_frames", "chain", "format"} <= set(ds.column_names)
+    assert {
+        "video",
+        "label",
+        "dataset",
+        "phases",
+        "num_frames",
+        "num_sampled_frames",
+        "chain",
+        "format",
+    } <= set(ds.column_names)
     row = ds[0]
     assert row["chain"] == chains[0].text and row["num_sampled_frames"] == N and row["format"] == "plain"
     assert row["phases"][0]["name"] == recs[0]["phases"][0]["name"]
@@ -182,7 +213,9 @@ def test_save_chains(lib, recs, scorer, tmp_path):
 
 def test_generate_cot_end_to_end(lib, recs, scorer, tmp_path):
     manifest = write_manifest(recs, tmp_path / "manifest_train.jsonl")
-    summary = generate_cot(manifest, tmp_path / "cot", teacher="template", fmt="process", limit=12, scorer=scorer)
+    summary = generate_cot(
+        manifest, tmp_path / "cot", teacher="template", fmt="process", limit=12, scorer=scorer
+    )
     assert summary["clips"] == 12 and summary["kept"] == 12 and summary["format"] == "process"
     assert summary["rejected_by_rule"] == {r: 0 for r in RULES} and summary["errors"] == 0
     assert sum(summary["kept_per_label"].values()) == 12 and summary["words"]["min"] >= 25
@@ -205,16 +238,24 @@ def test_prompt_asks_for_the_structure():
 def test_model_teacher_with_the_tiny_model(tiny_model_dir, tmp_path):
     from reasonact.config import parse_overrides
     from reasonact.data.synthact import render_clip
-    from reasonact.video import write_video
     from reasonact.models import VISION_TOKENS
+    from reasonact.video import write_video
 
-    recipe = load_config("tiny", parse_overrides([f"model.name_or_path={tiny_model_dir}", "teacher.max_new_tokens=8"]))
+    recipe = load_config(
+        "tiny", parse_overrides([f"model.name_or_path={tiny_model_dir}", "teacher.max_new_tokens=8"])
+    )
     teacher = ModelTeacher.from_recipe(recipe)
     recs_ = []
     for i, label in enumerate(("jump", "wave")):
         frames, rec = render_clip(label, seed=i, level="easy", size=64)
         rec.pop("pose")
-        recs_.append({**rec, "video": str(write_video(tmp_path / f"{label}.mp4", frames, rec["fps"])), "split": "train"})
+        recs_.append(
+            {
+                **rec,
+                "video": str(write_video(tmp_path / f"{label}.mp4", frames, rec["fps"])),
+                "split": "train",
+            }
+        )
     recs_.append({**recs_[0], "video": str(tmp_path / "missing.mp4")})
     chains = teacher.generate(recs_)
     assert [c.record["video"] for c in chains] == [r["video"] for r in recs_]

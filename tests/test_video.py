@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from reasonact.video import (SkipReport, VideoDecodeError, iter_videos, read_video, resize_square,
-                             sample_indices, write_video)
+from reasonact.video import (
+    SkipReport,
+    VideoDecodeError,
+    iter_videos,
+    read_video,
+    resize_square,
+    sample_indices,
+    write_video,
+)
 
 from .conftest import moving_square
 
@@ -38,9 +45,10 @@ def test_short_clip_repeats_frames(tmp_path):
 @pytest.mark.parametrize("size", [56, 112, 224])
 def test_video_token_count_matches_size(tiny_model_dir, clip_path, size):
     """16 frames at `size` px give 16/2 * (size/28)^2 tokens: the processor neither up- nor downscales."""
+    from transformers import AutoProcessor
+
     from reasonact.models import build_processor
     from reasonact.prompts import encode_videos
-    from transformers import AutoProcessor
 
     tok = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
     proc = build_processor(tok, size)
@@ -104,7 +112,11 @@ def test_bad_files_raise_named_error(tmp_path, clip_path, case):
 
 def test_iter_videos_skips_and_counts(tmp_path, clip_path):
     bad = _bad_files(tmp_path, clip_path)
-    records = [{"video": str(clip_path)}] + [{"video": str(p)} for p, _ in bad.values()] + [{"video": str(clip_path)}]
+    records = (
+        [{"video": str(clip_path)}]
+        + [{"video": str(p)} for p, _ in bad.values()]
+        + [{"video": str(clip_path)}]
+    )
     report = SkipReport()
     got = list(iter_videos(records, 16, 56, report=report))
     assert len(got) == 2 and report.ok == 2 and report.num_skipped == len(bad)

@@ -9,8 +9,8 @@ Anything else (``library_key``, ``seed``, ``pose``...) is carried along untouche
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 REQUIRED = ("video", "label", "dataset", "split")
 
@@ -40,13 +40,17 @@ def validate_record(rec: dict, where: str = "record") -> dict:
             except (KeyError, TypeError, ValueError):
                 raise ManifestError(f"{w} ({ph.get('name')}): 'start_s'/'end_s' must be numbers") from None
             if not (0 <= start < end) or start < prev_end - 1e-6:
-                raise ManifestError(f"{w} ({ph['name']}): window [{start}, {end}] is empty, negative or overlaps the previous phase")
+                raise ManifestError(
+                    f"{w} ({ph['name']}): window [{start}, {end}] is empty, negative or overlaps the previous phase"
+                )
             prev_end = end
             subs = ph.get("sub_actions", [])
             if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
                 raise ManifestError(f"{w} ({ph['name']}): 'sub_actions' must be a list of strings")
         if "duration_s" in rec and prev_end > float(rec["duration_s"]) + 1e-3:
-            raise ManifestError(f"{where}: last phase ends at {prev_end}s after the clip's duration {rec['duration_s']}s")
+            raise ManifestError(
+                f"{where}: last phase ends at {prev_end}s after the clip's duration {rec['duration_s']}s"
+            )
     return rec
 
 

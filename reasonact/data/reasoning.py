@@ -51,8 +51,18 @@ class Source:
 
 SOURCES = {
     "gsm8k": Source("openai/gsm8k", ("main",)),
-    "math": Source("EleutherAI/hendrycks_math", ("algebra", "counting_and_probability", "geometry",
-                                                 "intermediate_algebra", "number_theory", "prealgebra", "precalculus")),
+    "math": Source(
+        "EleutherAI/hendrycks_math",
+        (
+            "algebra",
+            "counting_and_probability",
+            "geometry",
+            "intermediate_algebra",
+            "number_theory",
+            "prealgebra",
+            "precalculus",
+        ),
+    ),
     "logiqa": Source("lucasmccabe/logiqa", (None,), "refs/convert/parquet"),
     "reclor": Source("metaeval/reclor"),
     "commonsense_qa": Source("tau/commonsense_qa"),
@@ -67,9 +77,16 @@ def example(source: str, ident, question: str, think: str, answer: str, meta: di
     """A chat example: the user's question (with the format hint) and the assistant's chain."""
     think = " ".join(str(think).split()) if "\n" not in str(think) else str(think).strip()
     chain = f"<think>{think}</think><answer>{answer}</answer>"
-    return {"messages": [{"role": "user", "content": [{"type": "text", "text": f"{question.strip()}\n{HINT}"}]},
-                         {"role": "assistant", "content": [{"type": "text", "text": chain}]}],
-            "source": source, "id": str(ident), "answer": str(answer), "meta": json.dumps(meta or {})}
+    return {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"{question.strip()}\n{HINT}"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": chain}]},
+        ],
+        "source": source,
+        "id": str(ident),
+        "answer": str(answer),
+        "meta": json.dumps(meta or {}),
+    }
 
 
 def _options_text(options: list[str]) -> str:
@@ -99,8 +116,10 @@ def _multiple_choice(source, ident, question, options, correct, evidence: list[s
     others = ", ".join(LETTERS[i] for i in range(len(options)) if i != correct)
     steps = [f"The question asks: {question.strip()}"]
     steps += [f"Relevant fact: {e.strip().rstrip('.')}." for e in evidence if str(e).strip()]
-    steps.append(f"Option {letter} says \"{text}\", which is what the {'passage' if context else 'facts'} support; "
-                 f"options {others} do not fit as well.")
+    steps.append(
+        f'Option {letter} says "{text}", which is what the {"passage" if context else "facts"} support; '
+        f"options {others} do not fit as well."
+    )
     steps.append(f"So the answer is {letter}.")
     return example(source, ident, q, " ".join(steps), letter)
 
@@ -127,27 +146,45 @@ def last_boxed(text: str) -> str | None:
     while j < len(text) and depth:
         depth += {"{": 1, "}": -1}.get(text[j], 0)
         j += 1
-    return text[i:j - 1].strip() if depth == 0 else None
+    return text[i : j - 1].strip() if depth == 0 else None
 
 
 def format_math(row: dict, i: int = 0) -> dict | None:
     answer = last_boxed(str(row["solution"]))
     if not answer:
         return None
-    return example("math", row.get("id", i), row["problem"], str(row["solution"]), answer,
-                   {"level": row.get("level"), "type": row.get("type")})
+    return example(
+        "math",
+        row.get("id", i),
+        row["problem"],
+        str(row["solution"]),
+        answer,
+        {"level": row.get("level"), "type": row.get("type")},
+    )
 
 
 def format_logiqa(row: dict, i: int = 0) -> dict | None:
     opts = list(row["options"])
-    return _multiple_choice("logiqa", row.get("id", i), row["query"], opts, _index(row["correct_option"], len(opts)),
-                            context=row["context"])
+    return _multiple_choice(
+        "logiqa",
+        row.get("id", i),
+        row["query"],
+        opts,
+        _index(row["correct_option"], len(opts)),
+        context=row["context"],
+    )
 
 
 def format_reclor(row: dict, i: int = 0) -> dict | None:
     opts = list(row["answers"])
-    return _multiple_choice("reclor", row.get("id_string", i), row["question"], opts, _index(row["label"], len(opts)),
-                            context=row["context"])
+    return _multiple_choice(
+        "reclor",
+        row.get("id_string", i),
+        row["question"],
+        opts,
+        _index(row["label"], len(opts)),
+        context=row["context"],
+    )
 
 
 def _choices(row: dict) -> tuple[list[str], list[str]]:
@@ -159,21 +196,34 @@ def format_commonsense_qa(row: dict, i: int = 0) -> dict | None:
     texts, labels = _choices(row)
     concept = row.get("question_concept")
     ev = [f"the question is about {concept}"] if concept else []
-    return _multiple_choice("commonsense_qa", row.get("id", i), row["question"], texts,
-                            _index(row.get("answerKey"), len(texts), labels), ev)
+    return _multiple_choice(
+        "commonsense_qa",
+        row.get("id", i),
+        row["question"],
+        texts,
+        _index(row.get("answerKey"), len(texts), labels),
+        ev,
+    )
 
 
 def format_arc(row: dict, i: int = 0) -> dict | None:
     texts, labels = _choices(row)  # some questions label their options 1-4 instead of A-D
-    return _multiple_choice("arc", row.get("id", i), row["question"], texts,
-                            _index(row.get("answerKey"), len(texts), labels))
+    return _multiple_choice(
+        "arc", row.get("id", i), row["question"], texts, _index(row.get("answerKey"), len(texts), labels)
+    )
 
 
 def format_openbookqa(row: dict, i: int = 0) -> dict | None:
     texts, labels = _choices(row)
     ev = [row["fact1"]] if row.get("fact1") else []
-    return _multiple_choice("openbookqa", row.get("id", i), row["question_stem"], texts,
-                            _index(row.get("answerKey"), len(texts), labels), ev)
+    return _multiple_choice(
+        "openbookqa",
+        row.get("id", i),
+        row["question_stem"],
+        texts,
+        _index(row.get("answerKey"), len(texts), labels),
+        ev,
+    )
 
 
 def format_strategyqa(row: dict, i: int = 0) -> dict | None:
@@ -182,14 +232,23 @@ def format_strategyqa(row: dict, i: int = 0) -> dict | None:
     facts = row.get("facts") or []
     facts = [f for f in (facts.split("\n") if isinstance(facts, str) else facts) if str(f).strip()]
     answer = "yes" if row["answer"] else "no"
-    steps = [f"{str(f).strip().rstrip('.')}." for f in facts] or [f"I recall what I know about {row.get('term') or 'this'}."]
-    steps.append(f"Putting these facts together, the answer to \"{row['question'].strip()}\" is {answer}.")
+    steps = [f"{str(f).strip().rstrip('.')}." for f in facts] or [
+        f"I recall what I know about {row.get('term') or 'this'}."
+    ]
+    steps.append(f'Putting these facts together, the answer to "{row["question"].strip()}" is {answer}.')
     return example("strategyqa", row.get("qid", i), row["question"], " ".join(steps), answer)
 
 
-FORMATTERS = {"gsm8k": format_gsm8k, "math": format_math, "logiqa": format_logiqa, "reclor": format_reclor,
-              "commonsense_qa": format_commonsense_qa, "strategyqa": format_strategyqa, "arc": format_arc,
-              "openbookqa": format_openbookqa}
+FORMATTERS = {
+    "gsm8k": format_gsm8k,
+    "math": format_math,
+    "logiqa": format_logiqa,
+    "reclor": format_reclor,
+    "commonsense_qa": format_commonsense_qa,
+    "strategyqa": format_strategyqa,
+    "arc": format_arc,
+    "openbookqa": format_openbookqa,
+}
 
 
 def load_source(name: str, split: str = "train", local_dir: str | Path | None = None) -> list[dict]:
@@ -201,7 +260,11 @@ def load_source(name: str, split: str = "train", local_dir: str | Path | None = 
     rows: list[dict] = []
     for config in spec.configs:
         if local_dir is not None:
-            path = Path(local_dir) / config if config and (Path(local_dir) / config).is_dir() else Path(local_dir)
+            path = (
+                Path(local_dir) / config
+                if config and (Path(local_dir) / config).is_dir()
+                else Path(local_dir)
+            )
             if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
                 ds = datasets.load_from_disk(str(path))
                 ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
@@ -247,7 +310,9 @@ def quotas(weights: dict[str, float], n: int) -> dict[str, int]:
     return out
 
 
-def mixture(pools: dict[str, list[dict]], weights: dict[str, float], n: int, seed: int = 0) -> tuple[list[dict], dict]:
+def mixture(
+    pools: dict[str, list[dict]], weights: dict[str, float], n: int, seed: int = 0
+) -> tuple[list[dict], dict]:
     """Sample each source's quota from its pool (no replacement), shuffle; report per source."""
     rng = random.Random(seed)
     weights = check_weights(weights)
@@ -290,10 +355,16 @@ def build_fre_data(recipe, out: str | Path, library=None, loader=load_source) ->
     examples, report = mixture(pools, weights, cfg.num_examples, cfg.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fre.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+    (out / "fre.jsonl").write_text(
+        "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8"
+    )
     if examples:
         Dataset.from_list(examples).save_to_disk(str(out / "fre_dataset"))
-    summary = {"num_examples": len(examples), "requested": cfg.num_examples, "sources": report,
-               "paths": {"jsonl": str(out / "fre.jsonl"), "dataset": str(out / "fre_dataset") if examples else None}}
+    summary = {
+        "num_examples": len(examples),
+        "requested": cfg.num_examples,
+        "sources": report,
+        "paths": {"jsonl": str(out / "fre.jsonl"), "dataset": str(out / "fre_dataset") if examples else None},
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

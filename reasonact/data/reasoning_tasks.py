@@ -23,23 +23,40 @@ from reasonact.data.reasoning import GENERATED, example
 from reasonact.teacher import with_subject
 
 _ARITH = (
-    ("A crate holds {a} rows of {b} bottles. {c} bottles break and {d} new ones are added. "
-     "How many bottles are in the crate?", "{a}*{b}-{c}+{d}",
-     ["{a} rows of {b} bottles make {a} x {b} = {v0}.", "After {c} break: {v0} - {c} = {v1}.",
-      "Adding {d}: {v1} + {d} = {v2}."]),
-    ("A clip has {a} frames per second and lasts {b} seconds. The first {c} frames are cut. "
-     "How many frames are left?", "{a}*{b}-{c}", ["{a} x {b} = {v0} frames.", "{v0} - {c} = {v1} frames are left."]),
-    ("An athlete does {a} jumps in each of {b} sets, then {c} more. The coach counts half of them as "
-     "clean. How many clean jumps are there?", "({a}*{b}+{c})/2",
-     ["{a} x {b} = {v0} jumps in the sets.", "{v0} + {c} = {v1} jumps in all.", "Half of {v1} is {v2}."]),
-    ("{a} people each clap {b} times, and {c} people clap {d} times each. How many claps are there in total?",
-     "{a}*{b}+{c}*{d}", ["{a} x {b} = {v0}.", "{c} x {d} = {v1}.", "{v0} + {v1} = {v2}."]),
+    (
+        "A crate holds {a} rows of {b} bottles. {c} bottles break and {d} new ones are added. "
+        "How many bottles are in the crate?",
+        "{a}*{b}-{c}+{d}",
+        [
+            "{a} rows of {b} bottles make {a} x {b} = {v0}.",
+            "After {c} break: {v0} - {c} = {v1}.",
+            "Adding {d}: {v1} + {d} = {v2}.",
+        ],
+    ),
+    (
+        "A clip has {a} frames per second and lasts {b} seconds. The first {c} frames are cut. "
+        "How many frames are left?",
+        "{a}*{b}-{c}",
+        ["{a} x {b} = {v0} frames.", "{v0} - {c} = {v1} frames are left."],
+    ),
+    (
+        "An athlete does {a} jumps in each of {b} sets, then {c} more. The coach counts half of them as "
+        "clean. How many clean jumps are there?",
+        "({a}*{b}+{c})/2",
+        ["{a} x {b} = {v0} jumps in the sets.", "{v0} + {c} = {v1} jumps in all.", "Half of {v1} is {v2}."],
+    ),
+    (
+        "{a} people each clap {b} times, and {c} people clap {d} times each. How many claps are there in total?",
+        "{a}*{b}+{c}*{d}",
+        ["{a} x {b} = {v0}.", "{c} x {d} = {v1}.", "{v0} + {v1} = {v2}."],
+    ),
 )
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
 def safe_eval(expr: str) -> Fraction:
     """Evaluate + - * / on integers exactly (no names, no calls)."""
+
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
@@ -49,6 +66,7 @@ def safe_eval(expr: str) -> Fraction:
             left, right = ev(node.left), ev(node.right)
             return left / right if isinstance(node.op, ast.Div) else _OPS[type(node.op)](left, right)
         raise ValueError(f"unsupported expression {expr!r}")
+
     return ev(ast.parse(expr, mode="eval"))
 
 
@@ -63,6 +81,7 @@ def _steps_values(expr: str) -> list[Fraction]:
         v = left / right if isinstance(node.op, ast.Div) else _OPS[type(node.op)](left, right)
         out.append(v)
         return v
+
     ev(ast.parse(expr, mode="eval").body)
     return out
 
@@ -80,8 +99,14 @@ def _arithmetic(rng: random.Random, i: int) -> dict:
         if all(x >= 0 and x.denominator == 1 for x in v):  # whole, non-negative quantities only
             break
     named = {**vals, **{f"v{j}": _fmt(x) for j, x in enumerate(v)}}
-    return example(GENERATED, f"arith-{i}", question.format(**vals), " ".join(s.format(**named) for s in steps),
-                   _fmt(v[-1]), {"kind": "arithmetic", "expr": e})
+    return example(
+        GENERATED,
+        f"arith-{i}",
+        question.format(**vals),
+        " ".join(s.format(**named) for s in steps),
+        _fmt(v[-1]),
+        {"kind": "arithmetic", "expr": e},
+    )
 
 
 def _words(name: str) -> str:
@@ -95,12 +120,20 @@ def _phase_order(rng: random.Random, i: int, actions: list) -> dict:
     while shuffled == names:
         rng.shuffle(shuffled)
     label = _words(a.label)
-    steps = [f"{'First' if j == 0 else 'Finally' if j == len(names) - 1 else 'Then'} comes {n}: "
-             f"{with_subject('the person', rng.choice(p.sub_actions[0].phrasings))}." for j, (n, p) in
-             enumerate(zip(names, a.phases))]
-    q = f"These are the phases of the action \"{label}\", out of order: {', '.join(shuffled)}. Put them in the order they happen."
-    return example(GENERATED, f"order-{i}", q, " ".join(steps), ", ".join(names),
-                   {"kind": "phase_order", "action": a.key})
+    steps = [
+        f"{'First' if j == 0 else 'Finally' if j == len(names) - 1 else 'Then'} comes {n}: "
+        f"{with_subject('the person', rng.choice(p.sub_actions[0].phrasings))}."
+        for j, (n, p) in enumerate(zip(names, a.phases))
+    ]
+    q = f'These are the phases of the action "{label}", out of order: {", ".join(shuffled)}. Put them in the order they happen.'
+    return example(
+        GENERATED,
+        f"order-{i}",
+        q,
+        " ".join(steps),
+        ", ".join(names),
+        {"kind": "phase_order", "action": a.key},
+    )
 
 
 def _next_sub_action(rng: random.Random, i: int, actions: list) -> dict:
@@ -109,13 +142,24 @@ def _next_sub_action(rng: random.Random, i: int, actions: list) -> dict:
     j = rng.randrange(len(subs) - 1)
     cur, nxt = subs[j], subs[j + 1]
     label = _words(a.label)
-    where = (f"both belong to the {_words(a.phase_of(cur.name))} phase" if a.phase_of(cur.name) == a.phase_of(nxt.name)
-             else f"the {_words(a.phase_of(cur.name))} phase ends and the {_words(a.phase_of(nxt.name))} phase begins")
-    think = (f"In {label} the sub-actions go {', '.join(_words(s.name) for s in subs)}. "
-             f"{_words(cur.name).capitalize()} ({with_subject('the person', rng.choice(cur.phrasings))}) is followed by {_words(nxt.name)}; {where}.")
-    q = f"In the action \"{label}\", which sub-action comes right after \"{_words(cur.name)}\"?"
-    return example(GENERATED, f"next-{i}", q, think, _words(nxt.name),
-                   {"kind": "next_sub_action", "action": a.key, "after": cur.name})
+    where = (
+        f"both belong to the {_words(a.phase_of(cur.name))} phase"
+        if a.phase_of(cur.name) == a.phase_of(nxt.name)
+        else f"the {_words(a.phase_of(cur.name))} phase ends and the {_words(a.phase_of(nxt.name))} phase begins"
+    )
+    think = (
+        f"In {label} the sub-actions go {', '.join(_words(s.name) for s in subs)}. "
+        f"{_words(cur.name).capitalize()} ({with_subject('the person', rng.choice(cur.phrasings))}) is followed by {_words(nxt.name)}; {where}."
+    )
+    q = f'In the action "{label}", which sub-action comes right after "{_words(cur.name)}"?'
+    return example(
+        GENERATED,
+        f"next-{i}",
+        q,
+        think,
+        _words(nxt.name),
+        {"kind": "next_sub_action", "action": a.key, "after": cur.name},
+    )
 
 
 def _comparison(rng: random.Random, i: int, actions: list) -> dict:
@@ -130,12 +174,22 @@ def _comparison(rng: random.Random, i: int, actions: list) -> dict:
         s1 = rng.randint(1, 16 - l1 - l2 + 1)
         s2 = s1 + l1
         n1, n2 = _words(p1.name), _words(p2.name)
-        q = (f"In a clip of \"{_words(a.label)}\", the {n1} phase spans frames {s1}-{s1 + l1 - 1} and the {n2} phase "
-             f"spans frames {s2}-{s2 + l2 - 1}. Which phase lasts more frames?")
-        think = (f"Frames {s1}-{s1 + l1 - 1} are {l1} frames; frames {s2}-{s2 + l2 - 1} are {l2} frames. "
-                 f"{max(l1, l2)} is more than {min(l1, l2)}.")
-        return example(GENERATED, f"cmp-{i}", q, think, n1 if l1 > l2 else n2,
-                       {"kind": "compare_frames", "names": [n1, n2], "lengths": [l1, l2]})
+        q = (
+            f'In a clip of "{_words(a.label)}", the {n1} phase spans frames {s1}-{s1 + l1 - 1} and the {n2} phase '
+            f"spans frames {s2}-{s2 + l2 - 1}. Which phase lasts more frames?"
+        )
+        think = (
+            f"Frames {s1}-{s1 + l1 - 1} are {l1} frames; frames {s2}-{s2 + l2 - 1} are {l2} frames. "
+            f"{max(l1, l2)} is more than {min(l1, l2)}."
+        )
+        return example(
+            GENERATED,
+            f"cmp-{i}",
+            q,
+            think,
+            n1 if l1 > l2 else n2,
+            {"kind": "compare_frames", "names": [n1, n2], "lengths": [l1, l2]},
+        )
     while True:
         f1, f2 = (Fraction(rng.randint(1, 9), rng.randint(2, 10)) for _ in range(2))
         if f1 != f2:
@@ -143,10 +197,18 @@ def _comparison(rng: random.Random, i: int, actions: list) -> dict:
     d = f1.denominator * f2.denominator // _gcd(f1.denominator, f2.denominator)
     a1, a2 = f1.numerator * d // f1.denominator, f2.numerator * d // f2.denominator
     q = f"Which is larger, {_fmt(f1)} or {_fmt(f2)}?"
-    think = (f"With the common denominator {d}: {_fmt(f1)} = {a1}/{d} and {_fmt(f2)} = {a2}/{d}. "
-             f"{max(a1, a2)} > {min(a1, a2)}.")
-    return example(GENERATED, f"frac-{i}", q, think, _fmt(max(f1, f2)),
-                   {"kind": "compare_fractions", "values": [_fmt(f1), _fmt(f2)]})
+    think = (
+        f"With the common denominator {d}: {_fmt(f1)} = {a1}/{d} and {_fmt(f2)} = {a2}/{d}. "
+        f"{max(a1, a2)} > {min(a1, a2)}."
+    )
+    return example(
+        GENERATED,
+        f"frac-{i}",
+        q,
+        think,
+        _fmt(max(f1, f2)),
+        {"kind": "compare_fractions", "values": [_fmt(f1), _fmt(f2)]},
+    )
 
 
 def _gcd(a: int, b: int) -> int:

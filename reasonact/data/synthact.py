@@ -398,7 +398,9 @@ def generate(out_dir: str | Path, clips_per_class: int, seed: int = 0, level: st
     }  # fmt: skip
 
 
-def ensure_dataset(recipe, out_dir: str | Path | None = None, seed: int | None = None, progress: bool = False) -> dict:
+def ensure_dataset(
+    recipe, out_dir: str | Path | None = None, seed: int | None = None, progress: bool = False
+) -> dict:
     """The profile's SynthAct train/val/test, generated once and reused while its settings are unchanged.
 
     The settings (clips per class, level, size, seed, generator version) are stored in
@@ -412,16 +414,27 @@ def ensure_dataset(recipe, out_dir: str | Path | None = None, seed: int | None =
     d = recipe.data
     out = Path(out_dir or d.synthact_dir)
     out = out if out.is_absolute() else REPO_ROOT / out
-    want = {"clips_per_class": d.synthact_clips_per_class, "level": d.synthact_level, "size": d.synthact_size,
-            "seed": recipe.seed if seed is None else seed, "generator_version": GENERATOR_VERSION}
+    want = {
+        "clips_per_class": d.synthact_clips_per_class,
+        "level": d.synthact_level,
+        "size": d.synthact_size,
+        "seed": recipe.seed if seed is None else seed,
+        "generator_version": GENERATOR_VERSION,
+    }
     summary_path = out / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         if summary.get("settings") == want and all(Path(m).is_file() for m in summary["manifests"].values()):
             return summary
         shutil.rmtree(out)
-    summary = generate(out, want["clips_per_class"], seed=want["seed"], level=want["level"], size=want["size"],
-                       progress=progress)
+    summary = generate(
+        out,
+        want["clips_per_class"],
+        seed=want["seed"],
+        level=want["level"],
+        size=want["size"],
+        progress=progress,
+    )
     summary["settings"] = want
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
