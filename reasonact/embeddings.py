@@ -81,6 +81,13 @@ class EmbeddingIndex:
         return names, sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-8)
 
 
+def index_rows(lib: Library) -> tuple[list[str], list[str], list[str]]:
+    """The index's rows: (action key, sub-action name, phrasing) for every phrasing of ``lib``."""
+    rows = [(a.key, s.name, p) for a in lib for s in a.sub_actions for p in s.phrasings]
+    keys, names, phrasings = (list(col) for col in zip(*rows)) if rows else ([], [], [])
+    return keys, names, phrasings
+
+
 def cache_path(lib: Library, model: str, cache_dir: Path = CACHE_DIR) -> Path:
     tag = hashlib.sha256(f"{lib.content_hash()}|{model}".encode()).hexdigest()[:16]
     return Path(cache_dir) / f"library-{tag}.npz"
@@ -105,13 +112,7 @@ def build_index(
                 lib.content_hash(),
                 thresholds,
             )
-    keys, names, phrasings = [], [], []
-    for a in lib:
-        for s in a.sub_actions:
-            for p in s.phrasings:
-                keys.append(a.key)
-                names.append(s.name)
-                phrasings.append(p)
+    keys, names, phrasings = index_rows(lib)
     index = EmbeddingIndex(
         keys, names, phrasings, encode(phrasings, load_encoder(model)), model, lib.content_hash()
     )

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reasonact.embeddings import EmbeddingIndex, build_index, encode
+from reasonact.embeddings import EmbeddingIndex, build_index, encode, index_rows
 from reasonact.rewards import RANGES, REWARDS, Scorer, contrast_bonus, examples, process_rewards
 
 SETTINGS = dict(
@@ -54,13 +54,7 @@ def lib(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fast(lib):
     enc = HashEncoder()
-    keys, names, phrasings = [], [], []
-    for a in lib:
-        for s in a.sub_actions:
-            for p in s.phrasings:
-                keys.append(a.key)
-                names.append(s.name)
-                phrasings.append(p)
+    keys, names, phrasings = index_rows(lib)
     index = EmbeddingIndex(keys, names, phrasings, encode(phrasings, enc), "hash", lib.content_hash())
     return Scorer(lib, index, enc)
 
