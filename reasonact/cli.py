@@ -193,6 +193,29 @@ def cmd_rewards_score(args) -> int:
     return 0
 
 
+def cmd_base(args) -> int:
+    from reasonact.base import build_base, commit_copy, evaluate_base, find_base
+    from reasonact.config import load_config, parse_overrides
+
+    recipe = load_config(args.profile, parse_overrides(args.set))
+    if args.base_command == "build":
+        path = build_base(recipe, force=args.force, progress=not args.json)
+        if args.commit:
+            path = commit_copy(path)
+        card = json.loads((path / "base_card.json").read_text())
+        info = {"path": str(path), **{k: card.get(k) for k in ("key", "steps", "wall_s", "final_perception")}}
+        _print_json(info) if args.json else print(
+            f"tiny base ({card['steps']} steps, {card['wall_s']} s): {path}"
+        )
+        return 0
+    path = args.path or find_base(recipe)
+    if path is None:
+        raise FileNotFoundError("no base checkpoint for this recipe: run `reasonact base build` first")
+    result = evaluate_base(path, recipe, per_class=args.per_class, level=args.level)
+    _print_json(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reasonact", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -304,6 +327,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=cmd_rewards_score)
+
+    ba = sub.add_parser(
+        "base", help="the tiny profile's perception-pretrained base model (never sees action labels)"
+    )
+    bsub = ba.add_subparsers(dest="base_command", required=True)
+    bb = bsub.add_parser("build", help="pretrain the tiny model on SynthAct perception (cached by recipe)")
+    be = bsub.add_parser(
+        "eval", help="perception accuracy (vs the wrong-video control), linear probe, zero-shot accuracy"
+    )
+    for q in (bb, be):
+        q.add_argument("--profile", default="tiny")
+        q.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="recipe override, e.g. base.max_steps=1000",
+        )
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=cmd_base)
+    bb.add_argument("--force", action="store_true", help="rebuild even if cached")
+    bb.add_argument(
+        "--commit", action="store_true", help="also copy it to data/base/tiny-base (what CI reuses)"
+    )
+    be.add_argument("--path", default=None, help="base folder (default: the recipe's)")
+    be.add_argument("--level", default="medium", choices=["easy", "medium", "hard"])
+    be.add_argument("--per-class", type=int, default=8)
 
     mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
     msub = mo.add_subparsers(dest="model_command", required=True)

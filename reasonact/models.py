@@ -105,8 +105,14 @@ def build_tokenizer(corpus: list[str], vocab_size: int):
     bpe.train_from_iterator(corpus, trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-    tok = Qwen2Tokenizer(vocab=state["vocab"], merges=merges, unk_token=None, bos_token=None,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok = Qwen2Tokenizer(
+        vocab=state["vocab"],
+        merges=merges,
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
     tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
     tok.chat_template = CHAT_TEMPLATE
     return tok
@@ -121,20 +127,39 @@ def _tiny_config(cfg: TinyModelConfig, tok):
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     return Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tok), hidden_size=cfg.text_hidden, num_hidden_layers=cfg.text_layers,
-            num_attention_heads=cfg.text_heads, num_key_value_heads=cfg.text_kv_heads,
-            intermediate_size=cfg.text_intermediate, max_position_embeddings=cfg.max_position_embeddings,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": cfg.mrope_section},
-            tie_word_embeddings=True, bos_token_id=None, eos_token_id=ids["<|im_end|>"],
+            vocab_size=len(tok),
+            hidden_size=cfg.text_hidden,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.text_heads,
+            num_key_value_heads=cfg.text_kv_heads,
+            intermediate_size=cfg.text_intermediate,
+            max_position_embeddings=cfg.max_position_embeddings,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": cfg.mrope_section,
+            },
+            tie_word_embeddings=True,
+            bos_token_id=None,
+            eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=cfg.vision_depth, hidden_size=cfg.vision_hidden, num_heads=cfg.vision_heads,
-            intermediate_size=cfg.vision_intermediate, out_hidden_size=cfg.text_hidden, patch_size=14,
-            temporal_patch_size=2, spatial_merge_size=2, window_size=112, fullatt_block_indexes=list(range(cfg.vision_depth)),
+            depth=cfg.vision_depth,
+            hidden_size=cfg.vision_hidden,
+            num_heads=cfg.vision_heads,
+            intermediate_size=cfg.vision_intermediate,
+            out_hidden_size=cfg.text_hidden,
+            patch_size=14,
+            temporal_patch_size=2,
+            spatial_merge_size=2,
+            window_size=112,
+            fullatt_block_indexes=list(range(cfg.vision_depth)),
         ),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
 
@@ -149,7 +174,9 @@ def build_processor(tok, size: int):
     pixels = {"shortest_edge": size * size, "longest_edge": size * size}
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=pixels),
-        video_processor=Qwen2VLVideoProcessor(size=pixels, do_sample_frames=False, cap_pixels_per_frame=False),
+        video_processor=Qwen2VLVideoProcessor(
+            size=pixels, do_sample_frames=False, cap_pixels_per_frame=False
+        ),
         tokenizer=tok,
         chat_template=CHAT_TEMPLATE,
     )
@@ -160,8 +187,13 @@ def tiny_model_key(cfg: TinyModelConfig, video_size: int, corpus: list[str]) -> 
     return h.hexdigest()[:12]
 
 
-def build_tiny_model(out_dir: str | Path | None = None, cfg: TinyModelConfig | None = None,
-                     video_size: int = 56, corpus: list[str] | None = None, force: bool = False) -> Path:
+def build_tiny_model(
+    out_dir: str | Path | None = None,
+    cfg: TinyModelConfig | None = None,
+    video_size: int = 56,
+    corpus: list[str] | None = None,
+    force: bool = False,
+) -> Path:
     """Build (or reuse) the tiny Qwen2.5-VL: random init from ``cfg.seed``, local tokenizer, real processor.
 
     Saved with ``save_pretrained`` (safetensors) so the Auto classes reload it like a hub model.
@@ -172,7 +204,9 @@ def build_tiny_model(out_dir: str | Path | None = None, cfg: TinyModelConfig | N
 
     cfg = cfg or TinyModelConfig()
     corpus = tiny_corpus() if corpus is None else corpus
-    out = Path(out_dir) if out_dir else CACHE_DIR / f"tiny-qwen2.5-vl-{tiny_model_key(cfg, video_size, corpus)}"
+    out = (
+        Path(out_dir) if out_dir else CACHE_DIR / f"tiny-qwen2.5-vl-{tiny_model_key(cfg, video_size, corpus)}"
+    )
     if (out / "model.safetensors").is_file() and not force:
         return out
     tok = build_tokenizer(corpus, cfg.vocab_size)
@@ -204,16 +238,27 @@ def apply_lora(model, lora: LoraConfig):
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                            target_modules=lora_target_regex(lora.target_modules), task_type="CAUSAL_LM")
+    config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora_target_regex(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
 def model_path(recipe: Recipe) -> str:
-    """Where the model comes from: the recipe's hub id / folder, or the cached tiny model."""
+    """Where the model comes from: the recipe's hub id / folder; on the tiny profile the perception-
+    pretrained base (``model.use_base``: the committed copy when its key matches, else the cache,
+    built if missing; reasonact/base.py), or the random-init tiny model with ``use_base: false``."""
     m = recipe.model
     if m.name_or_path:
         return m.name_or_path
+    if m.use_base:
+        from reasonact.base import build_base, find_base
+
+        return str(find_base(recipe) or build_base(recipe))
     return str(build_tiny_model(cfg=m.tiny, video_size=recipe.video.size))
 
 
@@ -231,8 +276,11 @@ def load_model(recipe: Recipe, lora: bool = True, path: str | None = None):
     if m.load_in_4bit:
         # nf4 + double quantisation + bf16/fp32 compute, as in the QLoRA paper.
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["model.visual", "lm_head"],  # matched from the name start
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            llm_int8_skip_modules=["model.visual", "lm_head"],  # matched from the name start
         )
         kwargs["device_map"] = m.device_map or ("cpu" if not torch.cuda.is_available() else "auto")
     elif m.device_map:

@@ -1,0 +1,215 @@
+"""The tiny base model's perception pretraining (reasonact/base.py) and the SFT plumbing it shares
+with FRE / V-SFT (reasonact/sft.py). Fast: no full build."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from reasonact import base
+from reasonact.config import TrainConfig, load_config, parse_overrides
+from reasonact.data import synthact as sa
+from reasonact.models import VISION_TOKENS
+from reasonact.sft import VideoCollator, last_checkpoint, train_sft
+
+
+def _forbidden_names() -> set[str]:
+    """Every class, phase and sub-action name of the library (and SynthAct's own), normalised."""
+    from reasonact.library import load_library, normalize_label
+
+    names = {normalize_label(c) for c in sa.CLASSES}
+    for action in load_library():
+        names.add(normalize_label(action.label))
+        for phase in action.phases:
+            names.add(normalize_label(phase.name))
+            names.update(normalize_label(s.name) for s in phase.sub_actions)
+    for label in sa.CLASSES:
+        for phase in sa.library_phases(label):
+            names.add(normalize_label(phase["name"]))
+            names.update(normalize_label(s) for s in phase["sub_actions"])
+    return names
+
+
+def test_perception_text_never_names_actions_phases_or_sub_actions():
+    names = _forbidden_names()
+    assert len(names) > 50
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b")
+    vocabulary = {v for values in base.FIELDS.values() for v in values}
+    texts = []
+    for label in sa.CLASSES:
+        for i in range(16):  # 192 clips: every class, varied timing
+            _, rec = sa.render_clip(label, sa.clip_seed(0, "test-base", label, i), "easy", 64)
+            texts.append(base.perception_text(rec["pose"], base.sample_indices(rec["num_frames"], 16)))
+    for text in texts:
+        assert not pattern.search(text.lower()), (pattern.search(text.lower()).group(0), text)
+        words = set(re.sub(r"frames \d+-\d+:", " ", text).replace(".", " ").split())
+        assert words <= vocabulary, words - vocabulary
+    # the descriptions differ between clips and between classes: the text carries information
+    assert len(set(texts)) > 100
+
+
+def _pose(angles, height, contact, com_y, tilt_deg=0.0, scale=10.0):
+    """A hand-made pose: per-frame angles (8), height, feet on the ground, centre-of-mass height."""
+    n = len(height)
+    joints = np.zeros((n, 12, 2))
+    t = np.radians(tilt_deg)
+    joints[:, 7] = [20, 40]  # pelvis (pixels, y down)
+    joints[:, 1] = [20 + 10 * np.sin(t), 40 - 10 * np.cos(t)]  # neck, one torso (10 px) away
+    com = np.asarray(com_y, float) * scale
+    return {"angles": np.asarray(angles, float), "height": np.asarray(height, float),
+            "contact": np.asarray(contact, bool), "joints": joints, "scale": scale,
+            "com_delta": np.stack([np.zeros(n), -np.diff(com, prepend=com[:1])], 1)}  # fmt: skip
+
+
+def test_perception_text_on_hand_made_poses():
+    upright = [180, 180, 5, 5, 176, 176, 178, 178]  # arms hang, everything straight
+    crouch = [175, 175, 60, 60, 95, 95, 90, 90]  # arms forward, hips and knees folded
+    hang = [170, 170, 150, 150, 175, 175, 178, 178]  # arms overhead
+    pose = _pose(
+        [upright, upright, crouch, crouch, hang, hang],
+        height=[1.0, 1.0, 0.75, 0.75, 1.1, 1.1],
+        contact=[[1, 1], [1, 1], [1, 1], [1, 0], [0, 0], [0, 0]],
+        com_y=[0, 0, -0.3, -0.3, 0.2, 0.2],
+    )
+    assert base.perception_text(pose, range(6)) == (
+        "frames 1-2: tall upright low straight straight straight two level still. "
+        "frames 3-4: mid upright mid straight folded folded one down moving. "
+        "frames 5-6: high upright high straight straight straight none up moving."
+    )
+    # the trunk: lying flat and leaning
+    assert base.perception_fields(_pose([upright] * 2, [0.3] * 2, [[1, 1]] * 2, [0, 0], tilt_deg=85), [0, 1])[0][
+        "trunk"] == "flat"  # fmt: skip
+    assert base.perception_fields(_pose([upright] * 2, [0.9] * 2, [[1, 1]] * 2, [0, 0], tilt_deg=35), [0, 1])[0][
+        "trunk"] == "tilted"  # fmt: skip
+    # the description follows the SAMPLED frames: 16 indices -> 8 ranges
+    _, rec = sa.render_clip("jump", 0, "easy", 64)
+    text = base.perception_text(rec["pose"], base.sample_indices(rec["num_frames"], 16))
+    assert text.count("frames ") == 8 and text.startswith("frames 1-2: ") and "frames 15-16: " in text
+
+
+def _examples(n=3, size=56):
+    items = [base.render_example(label, i, "easy", 64, size) for i, label in enumerate(sa.CLASSES[:n])]
+    return items, [base.to_example(it) for it in items]
+
+
+def test_collator_masks_all_but_the_answer(tiny_model_dir):
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    tok = proc.tokenizer
+    items, examples = _examples(2)
+    text_only = {"messages": [{"role": "user", "content": "What is 2 + 3?"},
+                              {"role": "assistant", "content": "<think>2 + 3 = 5</think><answer>5</answer>"}]}  # fmt: skip
+    batch = VideoCollator(proc)([*examples, text_only])
+    labels, ids = batch["labels"], batch["input_ids"]
+    assert "pixel_values_videos" in batch and batch["video_grid_thw"].shape[0] == 2
+    vision = torch.tensor([tok.convert_tokens_to_ids(t) for t in VISION_TOKENS])
+    assert not (labels[torch.isin(ids, vision)] != -100).any(), "no loss on vision tokens"
+    assert not (labels[batch["attention_mask"] == 0] != -100).any(), "no loss on padding"
+    assert (batch["attention_mask"][2] == 0).any(), "the text-only row is padded (right)"
+    answers = [it["text"] for it in items] + ["<think>2 + 3 = 5</think><answer>5</answer>"]
+    for row, answer in enumerate(answers):
+        kept = labels[row][labels[row] != -100]
+        assert tok.decode(kept) == answer + "<|im_end|>"  # the answer and its end, nothing of the prompt
+        assert torch.equal(kept, ids[row][labels[row] != -100])
+
+
+def test_train_sft_three_steps_then_resumes(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    items, _ = _examples(4)
+    data = base.PerceptionData([items], length=10).dataset()
+    args = TrainConfig(learning_rate=1e-3, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                       max_steps=3, save_steps=3, logging_steps=1, warmup_ratio=0.0)  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    seen = []
+    trainer = train_sft(model, proc, data, args, VideoCollator(proc), tmp_path / "run",
+                        eval_fn=lambda m, step: seen.append(step) or {"dummy": 1.0}, eval_steps=2,
+                        train_sampling_strategy="sequential", disable_tqdm=True)  # fmt: skip
+    assert trainer.state.global_step == 3 and last_checkpoint(tmp_path / "run").endswith("checkpoint-3")
+    assert seen == [2, 3]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+
+    saved = AutoModelForImageTextToText.from_pretrained(tmp_path / "run" / "checkpoint-3").state_dict()
+
+    class Count(TrainerCallback):
+        steps, restored = 0, None
+
+        def on_step_begin(self, args, state, control, model=None, **k):
+            if Count.restored is None:  # the weights the resumed run starts from are the checkpoint's
+                sd = model.state_dict()
+                Count.restored = all(torch.equal(sd[n], saved[n]) for n in saved)
+
+        def on_step_end(self, *a, **k):
+            Count.steps += 1
+
+    args.max_steps = 5
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    trainer = train_sft(model, proc, data, args, VideoCollator(proc), tmp_path / "run", callbacks=[Count()],
+                        train_sampling_strategy="sequential", disable_tqdm=True)  # fmt: skip
+    assert trainer.state.global_step == 5 and Count.steps == 2, "resumed at step 3, ran 2 more"
+    assert Count.restored, "resuming restored the trained weights, not the initial ones"
+
+
+def test_perception_data_curriculum_is_deterministic():
+    easy, medium = (
+        [{"level": "easy", "i": i} for i in range(5)],
+        [{"level": "medium", "i": i} for i in range(5)],
+    )
+    data = base.PerceptionData(
+        [easy, medium], length=1000, seed=1, mix_start=0.2, mix_end=0.6, last_share=0.8
+    )
+    assert data.level_share(0) == 0 == data.level_share(199) and data.level_share(999) == pytest.approx(0.8)
+    levels = [data.item(i)[0]["level"] for i in range(1000)]
+    assert set(levels[:200]) == {"easy"}
+    assert 0.7 < levels[600:].count("medium") / 400 < 0.9
+    assert [data.item(i) for i in range(50)] == [data.item(i) for i in range(50)]  # resume-safe
+
+
+def test_one_range_per_example_asks_for_it_by_name():
+    item = base.render_example("kick", 3, "easy", 64, 56)
+    ex = base.to_example(item, [2])
+    question, answer = ex["messages"][0]["content"][1]["text"], ex["messages"][1]["content"][0]["text"]
+    assert question == "Describe the body in frames 5-6."
+    assert answer == base._range_text(2, item["fields"][2]) and answer in item["text"]
+    data = base.PerceptionData([[item]], length=50, ranges_per_example=1)
+    ranges = [data.item(i)[1] for i in range(50)]
+    assert all(len(r) == 1 for r in ranges) and len({r[0] for r in ranges}) > 4
+
+
+def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
+    r = load_config("tiny")
+    key = base.base_key(r)
+    assert key == base.base_key(load_config("tiny"))
+    for override in ["base.learning_rate=0.01", "base.max_steps=7", "base.levels=[medium]", "video.size=112",
+                     "model.tiny.seed=3"]:  # fmt: skip
+        assert base.base_key(load_config("tiny", parse_overrides([override]))) != base.base_key(r), override
+    monkeypatch.setattr(sa, "GENERATOR_VERSION", "test-bump")
+    assert base.base_key(r) != key
+
+
+def test_model_path_prefers_a_matching_committed_base(tmp_path, monkeypatch):
+    import json
+
+    from reasonact.models import model_path
+
+    committed = tmp_path / "tiny-base"
+    committed.mkdir()
+    (committed / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(base, "COMMITTED_DIR", committed)
+    monkeypatch.setattr(base, "build_base", lambda *a, **k: pytest.fail("must not rebuild"))
+    r = load_config("tiny")
+    (committed / "base_card.json").write_text(json.dumps({"key": base.base_key(r)}))
+    assert model_path(r) == str(committed)
+    # another recipe: the committed copy does not match, so the base would be built
+    other = load_config("tiny", parse_overrides(["base.max_steps=7"]))
+    assert base.find_base(other) is None or base.find_base(other) != committed
+    # use_base false: the random-init model, never the base
+    monkeypatch.setattr("reasonact.models.build_tiny_model", lambda **k: tmp_path / "random-init")
+    assert model_path(load_config("tiny", parse_overrides(["model.use_base=false"]))) == str(
+        tmp_path / "random-init"
+    )
