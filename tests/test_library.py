@@ -229,3 +229,13 @@ def test_real_library_examples(real_lib):
 def test_real_library_phrasing_cohesion(real_lib):
     c = cohesion(real_lib, build_index(real_lib))
     assert c["share"] >= 0.9, c["failures"][:10]
+
+
+def test_timed_load_keeps_the_cache_and_its_thresholds(small_lib, tmp_path):
+    cache = tmp_path / "cache"
+    index = build_index(small_lib, cache_dir=cache)
+    index.thresholds = {"knee_flexion": 0.55}
+    embeddings.save_index(index, embeddings.cache_path(small_lib, index.model, cache))
+    times = embeddings.timed_load(small_lib, cache_dir=cache)
+    assert times["first_load_s"] > times["cached_load_s"] > 0
+    assert build_index(small_lib, cache_dir=cache).thresholds == {"knee_flexion": 0.55}
