@@ -38,10 +38,3 @@ def write_metrics(directory: str | Path, metrics: dict, name: str = "metrics.jso
     path = Path(directory) / name
     path.write_text(json.dumps(_clean(metrics), indent=2, sort_keys=True) + "\n")
     return path
-
-
-def read_metrics(directory: str | Path, name: str = "metrics.json") -> dict:
-    path = Path(directory) / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no metrics yet (run the stage that writes it first)")
-    return json.loads(path.read_text())

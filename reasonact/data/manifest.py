@@ -9,7 +9,7 @@ Anything else (``library_key``, ``seed``, ``pose``...) is carried along untouche
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 REQUIRED = ("video", "label", "dataset", "split")
@@ -87,8 +87,3 @@ def write_manifest(records: Iterable[dict], path: str | Path) -> Path:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path
-
-
-def iter_labels(records: Iterable[dict]) -> Iterator[str]:
-    for rec in records:
-        yield rec["label"]
