@@ -8,12 +8,16 @@ reasonact rewards score --input completions.jsonl [--json]
 reasonact cot generate --teacher template|openai|model --manifest M --out DIR [--format plain|process]
 reasonact cot fre-data --profile tiny --out DIR
 reasonact model build-tiny [--profile tiny] [--json]
+reasonact train fre|vsft|tgrpo [--profile tiny | --config F] [--run R] [--set k=v]
+reasonact eval --profile tiny [--run R] [--stage base|fre|vsft|tgrpo] [--manifest M | --protocol P] [--seeds ...]
+reasonact experiments table1|table2 --profile tiny [--rows a,b] [--clips-per-class N] [--out DIR] [--dry-run] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import reasonact  # noqa: F401  (installs the CPU-torch torchvision fix before anything imports it)
@@ -193,6 +197,126 @@ def cmd_rewards_score(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from reasonact.config import load_config, parse_overrides
+    from reasonact.eval_metrics import fmt_pm
+    from reasonact.eval_protocols import run_eval
+
+    recipe = load_config(args.config or args.profile, parse_overrides(args.set))
+    result = run_eval(
+        recipe,
+        run=args.run,
+        stage=args.stage,
+        manifests=args.manifest or None,
+        protocol=args.protocol,
+        root=args.root,
+        splits=args.splits,
+        pattern=args.pattern,
+        seeds=args.seeds,
+        limit=args.limit,
+        out=args.out,
+        compare_base=False if args.no_compare_base else None,
+        skip=tuple(args.skip),
+        progress=not args.json,
+    )
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"stage {result['stage']} ({len(result['adapters'])} adapters merged) -> {result['out']}")
+    blocks = dict(result["results"])
+    if "combined" in result:
+        blocks["combined (mean over splits)"] = {"conditions": {"ordered": result["combined"]}}
+    for name, r in blocks.items():
+        for cond, m in r["conditions"].items():
+            print(
+                f"  {name} [{cond}]: accuracy {fmt_pm(m['accuracy'])}  format {fmt_pm(m['format'])}  "
+                f"sub-action P/R {fmt_pm(m['subaction_precision'])} / {fmt_pm(m['subaction_recall'])}  "
+                f"temporal consistency {fmt_pm(m['temporal_consistency'])}"
+            )
+        if "order_only" in r:
+            o = r["order_only"]
+            print(f"  {name} order-only pair {'/'.join(o['labels'])}: accuracy {fmt_pm(o['ordered'])} ordered, "
+                  f"{fmt_pm(o['shuffled'])} with shuffled frames")  # fmt: skip
+        if "skipped" in r:
+            print(f"  {name}: {r['evaluated']}/{r['clips']} clips evaluated, {r['skipped']['count']} damaged "
+                  f"clips skipped, {r['generated_now']} completions generated now")  # fmt: skip
+    eff = result.get("efficiency", {})
+    for who in ("evaluated", "base"):
+        if who in eff:
+            e = eff[who]
+            print(f"  {who}: {e['latency_s_per_clip']:.3f} s/clip (batch 1), {e['new_tokens_per_clip']:.1f} tokens/clip, "
+                  f"peak memory {e['peak_memory_bytes'] / 2**20:.0f} MiB ({e['memory_kind']})")  # fmt: skip
+    if "latency_ratio" in eff:
+        print(f"  vs base: latency x{eff['latency_ratio']:.2f}, memory x{eff['memory_ratio']:.2f}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from reasonact.config import load_config, parse_overrides
+
+    recipe = load_config(args.config or args.profile, parse_overrides(args.set))
+    kw = dict(resume=not args.no_resume)
+    if args.stage == "tgrpo":
+        from reasonact.tgrpo import train_tgrpo
+
+        metrics = train_tgrpo(recipe, run=args.run, **kw)
+    else:
+        from reasonact.sft import accuracy_eval, train_stage
+
+        cfg = getattr(recipe, args.stage)
+        eval_fn = (
+            accuracy_eval(recipe, clips=cfg.eval_clips) if args.stage == "vsft" and not args.no_eval else None
+        )
+        metrics = train_stage(recipe, args.stage, run=args.run, eval_fn=eval_fn, progress=not args.json, **kw)
+    if os.environ.get("RANK", "0") != "0":  # `accelerate launch` / torchrun: rank 0 alone reports
+        return 0
+    if args.json:
+        _print_json(metrics)
+    else:
+        acc = (
+            f", val accuracy {metrics['before'].get('accuracy')} -> {metrics['after'].get('accuracy')}"
+            if metrics.get("after")
+            else ""
+        )
+        print(f"{args.stage}: {metrics['steps']} steps in {metrics.get('train_seconds')} s, loss "
+              f"{metrics.get('train_loss_first')} -> {metrics.get('train_loss_last')}{acc}")  # fmt: skip
+    return 0
+
+
+def cmd_experiments(args) -> int:
+    from reasonact.config import parse_overrides
+    from reasonact.experiments import Experiment, load_table
+
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
+    rows = [r for item in args.rows or [] for r in item.split(",") if r]
+    command = "reasonact " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["experiments"] else None
+    exp = Experiment(load_table(args.table), args.config or args.profile, parse_overrides(args.set), args.root,
+                     args.clips_per_class, args.train_seeds, log=log, progress=not args.json, command=command)  # fmt: skip
+    if args.dry_run:
+        plan = exp.plan(rows)
+        if args.json:
+            _print_json(plan)
+        for p in [] if args.json else plan:
+            chain = " -> ".join(
+                f"{s['stage']} {s['key']}" + (" (done)" if s["done"] else "") for s in p["stages"]
+            )
+            print(f"{p['row']}: {chain or 'base'} | {p['eval']}" + (" (done)" if p["eval_done"] else ""))
+        return 0
+    import contextlib
+
+    # --json: stdout is the JSON only (the trainers print their logs to stdout)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        table = exp.run(rows, args.out)
+    if args.json:
+        _print_json(table)
+    else:
+        from pathlib import Path
+
+        print(Path(table["files"]["markdown"]).read_text())
+        print(f"-> {table['files']['markdown']}, {table['files']['figure']}")
+    return 0
+
+
 def cmd_base(args) -> int:
     from reasonact.base import build_base, commit_copy, evaluate_base, find_base
     from reasonact.config import load_config, parse_overrides
@@ -327,6 +451,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=cmd_rewards_score)
+
+    tr = sub.add_parser("train", help="train a stage: fre (text reasoning), vsft (video CoT), tgrpo (RL)")
+    tr.add_argument("stage", choices=["fre", "vsft", "tgrpo"])
+    tr.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora")
+    tr.add_argument("--config", default=None, help="recipe YAML file (instead of --profile)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. vsft.max_steps=20")
+    tr.add_argument(
+        "--run", default=None, help="run folder (default: runs/<profile>); reads 02_cot_generation"
+    )
+    tr.add_argument("--no-resume", action="store_true", help="start over even if the stage has checkpoints")
+    tr.add_argument("--no-eval", action="store_true", help="vsft: skip the validation accuracy before/after")
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        "eval", help="evaluate a run's model (base + adapters up to --stage): accuracy, reasoning, latency"
+    )
+    ev.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora")
+    ev.add_argument("--config", default=None, help="recipe YAML file (instead of --profile)")
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override, e.g. eval.temperature=0",
+    )
+    ev.add_argument("--run", default=None, help="run folder (default: runs/<profile>)")
+    ev.add_argument("--stage", default="base", choices=["base", "fre", "vsft", "tgrpo"])
+    ev.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["fre", "vsft"],
+        help="leave an earlier stage's adapter out",
+    )
+    ev.add_argument(
+        "--manifest", action="append", default=[], help="manifest .jsonl (repeat: splits, averaged per seed)"
+    )
+    ev.add_argument(
+        "--protocol",
+        default=None,
+        choices=["synthact", "hmdb51", "ucf101", "kinetics400"],
+        help="the paper's protocol (default without --manifest: synthact, the profile's test split)",
+    )
+    ev.add_argument("--root", default=None, help="videos of a real dataset (with --protocol)")
+    ev.add_argument("--splits", default=None, help="official split lists / Kinetics csv (with --protocol)")
+    ev.add_argument("--pattern", default=None, help="file-name pattern under --root (see data manifest)")
+    ev.add_argument("--seeds", type=int, nargs="+", default=None, help="default: eval.seeds (1 11 21 31 41)")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N clips of each manifest")
+    ev.add_argument("--out", default=None, help="output folder (default: <run>/06_evaluation/<stage>)")
+    ev.add_argument("--no-compare-base", action="store_true", help="skip the base model's latency/memory")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    xp = sub.add_parser(
+        "experiments", help="the paper's Table 1 / Table 2: train every row (stages shared), evaluate"
+    )
+    xp.add_argument("table", help="table1 | table2 (configs/experiments/) or a table YAML file")
+    xp.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora")
+    xp.add_argument("--config", default=None, help="recipe YAML file (instead of --profile)")
+    xp.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every row"
+    )
+    xp.add_argument(
+        "--rows", action="append", default=[], help="comma-separated row names (default: all but optional)"
+    )
+    xp.add_argument(
+        "--clips-per-class",
+        type=int,
+        default=None,
+        help="evaluate N test clips of each class (default: the table's; 0: all)",
+    )
+    xp.add_argument("--train-seeds", type=int, nargs="+", default=None, help="train every row once per seed")
+    xp.add_argument("--root", default=None, help="trained stages and evaluations (default: runs/experiments)")
+    xp.add_argument("--out", default=None, help="table folder (default: <root>/<table>_<profile>)")
+    xp.add_argument("--dry-run", action="store_true", help="show which stages would be trained or reused")
+    xp.add_argument("--json", action="store_true")
+    xp.set_defaults(func=cmd_experiments)
 
     ba = sub.add_parser(
         "base", help="the tiny profile's perception-pretrained base model (never sees action labels)"

@@ -54,6 +54,11 @@ class LoraConfig:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # Modules trained in full next to LoRA and saved in the adapter. Empty for a real VLM. The tiny
+    # profile needs ["embed_tokens"]: its perception-only base never saw the reasoning vocabulary, and
+    # with frozen (tied) embeddings LoRA could not even overfit 8 chains (loss 9.3 -> 7.4 in 40 steps,
+    # against 9.3 -> 3.9 with the embeddings trainable; measured, see BENCHMARKS.md).
+    modules_to_save: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +110,16 @@ class TrainConfig:
     save_steps: int = 200
     logging_steps: int = 10
     seed: int = 42
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_steps: int = (
+        0  # > 0: validation accuracy every eval_steps (the learning curve); 0: before/after only
+    )
+    eval_clips: int = 0  # validation clips scored by generation (0: the whole val split)
+    # V-SFT only: start from the FRE adapter merged into the base when the run has one (the curriculum);
+    # false gives the "no FRE" row of the ablations.
+    from_fre: bool = True
+    data: str | None = None  # None: the run's own data (02_cot_generation); or a cot.jsonl / fre.jsonl path
 
 
 @dataclass
@@ -166,6 +181,7 @@ class TeacherConfig:
     kind: str = "template"  # template (offline) | openai (any OpenAI-compatible endpoint) | model (local VLM)
     format: str = "plain"  # plain: <think><answer> | process: <observation><think><answer> (VideoP2R)
     seed: int = 0  # template phrasing choices; sampling of the local model
+    style: str = "full"  # template teacher: full (varied ~120-word prose) | concise (one sentence per phase)
     base_url: str | None = None  # None -> $OPENAI_BASE_URL, else https://api.openai.com/v1
     model: str | None = None  # None -> $REASONACT_TEACHER_MODEL, else gpt-4o (the paper's teacher)
     api_key_env: str = "OPENAI_API_KEY"
@@ -207,6 +223,78 @@ class FreDataConfig:
 
 
 @dataclass
+class TGRPOConfig:
+    """Stage 3, T-GRPO on TRL's GRPOTrainer (reasonact/tgrpo.py). Paper: clip 0.2, KL 0.05, lr in
+    1e-6..5e-5, batch 8..32. Batch sizes count *completions* (TRL's convention): one optimizer step sees
+    ``per_device_train_batch_size`` completions, i.e. that divided by ``num_generations`` prompts."""
+
+    manifest: str | None = None  # clips to train on (JSONL manifest); None: the SynthAct train split
+    num_generations: int = 8  # G, completions per prompt: Video-R1's group size
+    shuffled_generations: int | None = None  # shuffled-frame group per prompt; None: G/2 (Video-R1)
+    mu: float = 1.0  # bonus when acc(ordered) > mu * acc(shuffled): the paper's rule (Video-R1's code: 0.8)
+    bonus: float = 0.3  # added to each correct ordered completion of a winning group (Video-R1)
+    # Weights of the total reward (rewards.DEFAULT_WEIGHTS explains them); the paper tuned but never gave them.
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "accuracy": 1.0,
+            "subaction": 0.5,
+            "format": 0.25,
+            "temporal_consistency": 0.5,
+        }
+    )
+    process_aware: bool = False  # VideoP2R's PA-GRPO: <observation> tokens get the perception advantage
+    beta: float = 0.05  # KL coefficient, the paper's value
+    epsilon: float = 0.2  # PPO clip range, the paper's value
+    loss_type: str = "grpo"  # per-sequence mean as in the GRPO paper; TRL also has dapo, dr_grpo, bnpo...
+    scale_rewards: str = "group"  # divide by the group's std (GRPO); "none" for Dr. GRPO
+    # Clipping only acts on off-policy samples: generating for 2 optimizer steps at once makes the second
+    # half off-policy (TRL computes old log-probs whenever steps_per_generation*num_iterations does not
+    # divide gradient_accumulation_steps). A warning is logged when clipping could never act.
+    steps_per_generation: int = 2
+    num_iterations: int = 1  # updates per generated batch (the GRPO paper's mu)
+    temperature: float = 1.0  # rollouts sample from the policy itself (Video-R1)
+    top_p: float = 1.0
+    max_completion_length: int = 256  # the paper's generation budget
+    learning_rate: float = 1.0e-5
+    # completions; x steps_per_generation must be a multiple of num_generations (whole groups per device)
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 500
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "constant"  # RL runs are stopped on reward curves, not on a schedule
+    max_grad_norm: float = 1.0
+    save_steps: int = 100
+    logging_steps: int = 10
+    report_to: list[str] = field(default_factory=list)  # tensorboard / wandb / trackio (TRL's report_to)
+    log_completions: bool = False  # completions tables (parquet in the checkpoints folder, and W&B)
+    use_vllm: bool = False  # not supported with video: the trainer refuses it at start-up
+    eval_clips: int = 0  # validation clips scored before and after training (0: none)
+    seed: int = 42
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation (reasonact/evaluate.py): the paper's decoding and protocol.
+
+    The paper gives top-p 0.9, at most 256 new tokens and seeds {1, 11, 21, 31, 41}, but its
+    temperature value is missing from the text ("Decoding uses temperature , top-p=0.9"). Five seeds
+    with a std only make sense with sampling, so we sample at 0.7, the temperature in the generation
+    config of Qwen2.5-Instruct (the text models). 0 means greedy (then every seed gives the same completions).
+    Nothing else from the checkpoint's generation config applies (top-k off, no repetition penalty)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    seeds: list[int] = field(default_factory=lambda: [1, 11, 21, 31, 41])
+    batch_size: int = 8  # clips per generate call (left-padded); latency per clip is batch time / clips
+    # Clips of these labels are also scored with their frames shuffled in time: SynthAct's order-only
+    # pair (stand is sit played backwards), which a model that ignores frame order cannot tell apart.
+    shuffle_labels: list[str] = field(default_factory=lambda: ["sit", "stand"])
+    compare_base: bool = True  # latency and peak memory also for the base model (no adapters)
+    efficiency_clips: int = 8  # clips (batch 1, first seed) timed for that comparison
+
+
+@dataclass
 class Recipe:
     profile: str = "tiny"
     seed: int = 42
@@ -218,6 +306,8 @@ class Recipe:
     base: BaseConfig = field(default_factory=BaseConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     fre_data: FreDataConfig = field(default_factory=FreDataConfig)
+    tgrpo: TGRPOConfig = field(default_factory=TGRPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     source: str = "<defaults>"  # the file the recipe was read from (set by the loader)
 
     def to_dict(self) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -244,8 +245,28 @@ def apply_lora(model, lora: LoraConfig):
         lora_dropout=lora.dropout,
         target_modules=lora_target_regex(lora.target_modules),
         task_type="CAUSAL_LM",
+        # trained in full and saved with the adapter (tiny profile: the token embeddings, see LoraConfig);
+        # tied to lm_head when the model ties them, so input and output vocabularies move together
+        modules_to_save=list(lora.modules_to_save) or None,
+        ensure_weight_tying=bool(lora.modules_to_save),
     )
-    return get_peft_model(model, config)
+    # PEFT stores LoRA weights in fp32 on a bf16 base by default. FSDP1 cannot flatten a block whose
+    # weights mix dtypes, and ZeRO-3 fails on mixed dtypes at the first step (TRL issue 6089): keep the
+    # base dtype there (both keep fp32 master copies of the trainable weights themselves). 4-bit: as is.
+    keep_dtype = sharded_launch() and getattr(model, "hf_quantizer", None) is None
+    return get_peft_model(model, config, autocast_adapter_dtype=not keep_dtype)
+
+
+def sharded_launch() -> bool:
+    """True in a process started by ``accelerate launch`` with FSDP or DeepSpeed ZeRO-3 (the launcher's
+    environment variables), where every weight is sharded across processes."""
+    env = os.environ
+    fsdp = env.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    zero3 = (
+        env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
+    return fsdp or zero3
 
 
 def model_path(recipe: Recipe) -> str:
@@ -262,8 +283,13 @@ def model_path(recipe: Recipe) -> str:
     return str(build_tiny_model(cfg=m.tiny, video_size=recipe.video.size))
 
 
-def load_model(recipe: Recipe, lora: bool = True, path: str | None = None):
-    """Load ``(model, processor)`` from the recipe: dtype, optional 4-bit nf4 (QLoRA), optional LoRA."""
+def load_model(recipe: Recipe, lora: bool = True, path: str | None = None, adapters=()):
+    """Load ``(model, processor)`` from the recipe: dtype, optional 4-bit nf4 (QLoRA), optional LoRA.
+
+    ``adapters``: PEFT adapter folders of earlier stages, merged into the weights in order before the
+    new LoRA is added (FRE -> V-SFT -> T-GRPO: each stage trains a fresh adapter on top of the
+    merged result of the ones before; with 4-bit weights PEFT dequantises, merges and re-quantises).
+    """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
@@ -287,6 +313,11 @@ def load_model(recipe: Recipe, lora: bool = True, path: str | None = None):
         kwargs["device_map"] = m.device_map
     model = AutoModelForImageTextToText.from_pretrained(src, **kwargs)
     processor = AutoProcessor.from_pretrained(src, trust_remote_code=m.trust_remote_code)
+    if adapters:
+        from peft import PeftModel
+
+        for adapter in adapters:
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     if m.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 

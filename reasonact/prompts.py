@@ -13,6 +13,16 @@ QUESTION = (
     "the phases and sub-actions in order, then give the action."
 )
 FORMAT_HINT = "Answer as <think>reasoning</think><answer>action</answer>."
+FORMAT_HINT_PA = (
+    "Answer as <observation>what you see</observation><think>reasoning</think><answer>action</answer>."
+)
+
+
+def format_hint(fmt: str = "plain") -> str:
+    """The instruction for a completion format: ``plain`` or ``process`` (VideoP2R's observation first)."""
+    if fmt not in ("plain", "process"):
+        raise ValueError(f"unknown completion format {fmt!r}; choose plain or process")
+    return FORMAT_HINT_PA if fmt == "process" else FORMAT_HINT
 
 
 def video_messages(

@@ -38,3 +38,21 @@ def write_metrics(directory: str | Path, metrics: dict, name: str = "metrics.jso
     path = Path(directory) / name
     path.write_text(json.dumps(_clean(metrics), indent=2, sort_keys=True) + "\n")
     return path
+
+
+# The training stages in curriculum order and their folders. Each saves a PEFT adapter in
+# ``<stage folder>/adapter``; a stage starts from the base with every earlier adapter merged in order.
+STAGES = {"fre": "03_fre", "vsft": "04_video_sft", "tgrpo": "05_tgrpo"}
+
+
+def adapter_dir(run: str | Path | None, stage: str, profile: str = "tiny") -> Path:
+    return run_dir(run, profile) / STAGES[stage] / "adapter"
+
+
+def prior_adapters(run: str | Path | None, stage: str, profile: str = "tiny", skip=()) -> list[Path]:
+    """The adapters of the stages before ``stage`` that exist in the run (``skip``: stages to leave out,
+    e.g. ``("fre",)`` for the no-FRE ablation). A missing earlier stage is simply not merged."""
+    names = list(STAGES)
+    earlier = names[: names.index(stage)]
+    dirs = [adapter_dir(run, s, profile) for s in earlier if s not in skip]
+    return [d for d in dirs if (d / "adapter_config.json").is_file()]

@@ -15,8 +15,11 @@ TRL's own VLM collator is image-only, so SFTTrainer gets this collator with
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reasonact.models import VISION_TOKENS
@@ -142,6 +145,10 @@ def train_sft(
         dataset_kwargs={"skip_prepare_dataset": True},
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
+        # mixed precision only where the model's dtype asks for it on a GPU; TRL's SFTConfig turns bf16
+        # autocast on by default, which on a CPU is slower and changes the tiny profile's numbers
+        bf16=torch.cuda.is_available() and next(model.parameters()).dtype == torch.bfloat16,
+        fp16=False,
         dataloader_num_workers=0,
         **{"train_sampling_strategy": _arg(args, "train_sampling_strategy", "random"), **overrides},
     )
@@ -169,8 +176,288 @@ def train_sft(
         callbacks=callbacks,
         optimizers=(optimizer, None) if optimizer is not None else (None, None),
     )
+    if overrides.get("disable_tqdm"):  # batch / --json use: no log dicts printed to stdout
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     ckpt = last_checkpoint(out_dir) if resume else None
     if ckpt:
         _restore_weights(model, ckpt)
     trainer.train(resume_from_checkpoint=ckpt)
     return trainer
+
+
+# ---- Stage 1 (FRE) and Stage 2 (V-SFT) ----
+#
+# Both stages are the same loop: examples -> VideoCollator -> SFTTrainer with a fresh LoRA on the
+# language model. Only the examples differ: FRE reads the text reasoning mixture, V-SFT the teacher's
+# video chains (16 frames at the profile's size). V-SFT starts from the FRE adapter merged into the
+# base (``runs.prior_adapters``): merging keeps one adapter per stage, so each stage's adapter is small
+# and can be dropped for an ablation, at the cost of not being able to "unmerge" FRE afterwards.
+
+
+class StageData:
+    """Examples by index, read in order: example ``i`` is row ``order[i]`` of a seeded permutation of
+    the rows, reshuffled every epoch. An example depends only on (seed, i), so a resumed run, which
+    skips the batches it already consumed, sees exactly the examples the uninterrupted run would have
+    seen, none twice and none skipped (tested)."""
+
+    def __init__(self, rows: list[dict], length: int, seed: int, make_example):
+        if not rows:
+            raise ValueError("no training rows")
+        self.rows, self.length, self.make_example = rows, length, make_example
+        n = len(rows)
+        epochs = -(-length // n)
+        rng = np.random.default_rng(seed)
+        self.order = np.concatenate([rng.permutation(n) for _ in range(epochs)])[:length]
+
+    def __len__(self):
+        return self.length
+
+    def example(self, i: int) -> dict:
+        row = int(self.order[i])
+        return {**self.make_example(self.rows[row]), "row": row, "index": int(i)}
+
+    def dataset(self):
+        import datasets
+
+        keys = ("messages", "frames", "video_metadata", "row", "index")
+
+        def transform(batch):
+            items = [self.example(i) for i in batch["i"]]
+            return {k: [it.get(k) for it in items] for k in keys}
+
+        return datasets.Dataset.from_dict({"i": list(range(self.length))}).with_transform(transform)
+
+
+def read_jsonl(path: str | Path, what: str) -> list[dict]:
+    """Rows of a JSON-lines file; a bad line is an error naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found (run the notebook or CLI command that writes it)")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    return rows
+
+
+def stage_rows(recipe, stage: str, run=None) -> tuple[list[dict], Path]:
+    """The training rows of a stage and their file: the recipe's ``data`` path, else the run's own
+    (``02_cot_generation/fre/fre.jsonl`` for FRE, ``02_cot_generation/cot.jsonl`` for V-SFT)."""
+    from reasonact.runs import run_dir
+
+    cfg = getattr(recipe, stage)
+    default = "02_cot_generation/fre/fre.jsonl" if stage == "fre" else "02_cot_generation/cot.jsonl"
+    path = Path(cfg.data) if cfg.data else run_dir(run, recipe.profile) / default
+    rows = read_jsonl(path, "FRE data" if stage == "fre" else "V-SFT chains")
+    need = "messages" if stage == "fre" else "chain"
+    bad = [i for i, r in enumerate(rows, 1) if need not in r or (stage == "vsft" and not r.get("video"))]
+    if bad:
+        raise ValueError(f"{path}: rows {bad[:5]} lack '{need}'" + ("/'video'" if stage == "vsft" else ""))
+    return rows, path
+
+
+def vsft_example(row: dict, num_frames: int, size: int) -> dict:
+    """A chain row -> frames + metadata + the chat (the question, then the teacher's chain)."""
+    from reasonact.prompts import QUESTION, format_hint, video_messages
+    from reasonact.video import read_video
+
+    video = read_video(row["video"], num_frames, size)
+    msgs = video_messages(QUESTION, row["chain"], hint=format_hint(row.get("format") or "plain"))
+    return {"messages": msgs, "frames": video.frames, "video_metadata": video.metadata()}
+
+
+def checked_rows(rows: list[dict], num_frames: int, size: int) -> tuple[list[dict], list[dict]]:
+    """Drop rows whose video cannot be decoded (counted, never fatal): (usable rows, skipped)."""
+    from reasonact.video import VideoDecodeError, read_video
+
+    ok, skipped = [], []
+    for r in rows:
+        try:
+            read_video(r["video"], num_frames, size)
+            ok.append(r)
+        except VideoDecodeError as e:
+            skipped.append({"video": r["video"], "error": str(e)})
+    return ok, skipped
+
+
+def stage_examples(recipe, stage: str, run=None) -> tuple[StageData, dict]:
+    """The stage's StageData (``max_steps x batch x accumulation`` examples) and a data summary."""
+    from functools import partial
+
+    cfg = getattr(recipe, stage)
+    rows, path = stage_rows(recipe, stage, run)
+    skipped = []
+    if stage == "fre":
+        make = lambda r: {"messages": r["messages"]}  # noqa: E731
+    else:
+        rows, skipped = checked_rows(rows, recipe.video.num_frames, recipe.video.size)
+        if not rows:
+            raise ValueError(f"{path}: no decodable video among its rows ({len(skipped)} skipped)")
+        make = partial(vsft_example, num_frames=recipe.video.num_frames, size=recipe.video.size)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    length = cfg.max_steps * per_step if cfg.max_steps > 0 else int(cfg.num_train_epochs * len(rows))
+    data = StageData(rows, length, cfg.seed, make)
+    summary = {"file": str(path), "rows": len(rows), "skipped": skipped, "examples": length,
+               "epochs": round(length / len(rows), 2)}  # fmt: skip
+    return data, summary
+
+
+def train_stage(recipe, stage: str, run=None, resume: bool = True, eval_fn=None, progress: bool = False,
+                skip=(), callbacks=None) -> dict:  # fmt: skip
+    """Train FRE or V-SFT on the recipe; save ``<stage folder>/adapter``, ``model_card.json`` and
+    ``metrics.json``; return the metrics. ``eval_fn(model, processor, step) -> dict`` (optional) is
+    called before training, every ``eval_steps`` and at the end. ``skip``: earlier stages not to
+    merge (V-SFT merges the FRE adapter when the run has one and ``vsft.from_fre`` is on)."""
+    import dataclasses
+    import time
+
+    from reasonact.models import count_parameters, load_model
+    from reasonact.runs import STAGES, prior_adapters, stage_dir, write_metrics
+
+    if stage not in ("fre", "vsft"):
+        raise ValueError(f"train_stage: stage must be fre or vsft, not {stage!r}")
+    cfg = getattr(recipe, stage)
+    out = stage_dir(run, STAGES[stage], recipe.profile)
+    skip = tuple(skip) + (() if stage != "vsft" or cfg.from_fre else ("fre",))
+    adapters = prior_adapters(run, stage, recipe.profile, skip=skip)
+    torch.manual_seed(cfg.seed)
+    model, processor = load_model(recipe, lora=True, adapters=adapters)
+    data, summary = stage_examples(recipe, stage, run)
+    evals = []
+
+    def run_eval(m, step):
+        result = eval_fn(m, processor, step) if eval_fn else {}
+        if result:
+            evals.append({"step": step, **result})
+        return result
+
+    t0 = time.time()
+    before = run_eval(model, 0) if eval_fn else {}
+    trainer = train_sft(model, processor, data.dataset(), cfg, VideoCollator(processor), out / "checkpoints",
+                        eval_fn=run_eval if eval_fn and cfg.eval_steps else None, resume=resume,
+                        eval_steps=cfg.eval_steps or None, callbacks=callbacks,
+                        train_sampling_strategy="sequential", disable_tqdm=not progress)  # fmt: skip
+    train_s = time.time() - t0
+    step = trainer.state.global_step
+    done = evals[-1] if evals and evals[-1]["step"] == step else None  # the callback already scored the end
+    after = (
+        ({k: v for k, v in done.items() if k != "step"} if done else run_eval(model, step)) if eval_fn else {}
+    )
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        # ZeRO-3 / FSDP shard the weights: every rank joins the gather and rank 0 writes the adapter
+        # (plus the processor and training_args.bin: Trainer.save_model's way, maintained for PEFT)
+        trainer.save_model(str(out / "adapter"))
+    elif trainer.is_world_process_zero():
+        model.save_pretrained(out / "adapter")
+    history = trainer.state.log_history
+    metrics = {
+        "stage": stage, "steps": trainer.state.global_step, "train_seconds": round(train_s, 1),
+        "seconds_per_step": round(train_s / max(trainer.state.global_step, 1), 3),
+        "train_loss_first": next((h["loss"] for h in history if "loss" in h), None),
+        "train_loss_last": next((h["loss"] for h in reversed(history) if "loss" in h), None),
+        "before": before, "after": after, "eval_curve": evals,
+        "data": summary, "merged_adapters": [str(a) for a in adapters], "parameters": count_parameters(model),
+    }  # fmt: skip
+    card = {"stage": stage, "recipe": recipe.source, "profile": recipe.profile,
+            "model": recipe.model.name_or_path or ("tiny perception base" if recipe.model.use_base else "tiny random init"),
+            "train": dataclasses.asdict(cfg), "lora": dataclasses.asdict(recipe.model.lora),
+            "video": dataclasses.asdict(recipe.video), "metrics": metrics,
+            "loss": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]}  # fmt: skip
+    if trainer.is_world_process_zero():
+        (out / "model_card.json").write_text(json.dumps(card, indent=1, default=str) + "\n")
+        write_metrics(out, metrics)
+    return metrics
+
+
+def train_fre(recipe, run=None, **kw) -> dict:
+    """Stage 1: LoRA SFT on text-only reasoning (loss on the assistant's tokens only)."""
+    return train_stage(recipe, "fre", run, **kw)
+
+
+def train_vsft(recipe, run=None, **kw) -> dict:
+    """Stage 2: LoRA SFT on the teacher's video chains, from the FRE result when the run has one."""
+    return train_stage(recipe, "vsft", run, **kw)
+
+
+def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 12):
+    """``eval_fn`` for ``train_stage``: greedy answers on SynthAct ``split`` (the first ``clips``
+    clips, 0 = all), scored with the accuracy reward's normalisation. Greedy keeps the curve free of
+    sampling noise; the evaluation (``reasonact eval``) samples with the paper's decoding and seeds."""
+    from types import SimpleNamespace
+
+    from reasonact.data.manifest import read_manifest
+    from reasonact.data.synthact import ensure_dataset
+    from reasonact.evaluate import decoding_kwargs, generate_batch
+    from reasonact.rewards.basic import format_ok, is_correct
+    from reasonact.rewards.parse import parse
+    from reasonact.video import read_video
+
+    records = read_manifest(ensure_dataset(recipe)["manifests"][split])
+    records = records[:clips] if clips else records
+    videos = [read_video(r["video"], recipe.video.num_frames, recipe.video.size) for r in records]
+    fmt = recipe.teacher.format
+
+    def run(model, processor, step):
+        was_training = model.training
+        model.eval()
+        greedy = SimpleNamespace(max_new_tokens=recipe.eval.max_new_tokens, temperature=0.0, top_p=1.0)
+        kwargs = decoding_kwargs(greedy, processor)
+        texts = []
+        for i in range(0, len(videos), batch_size):
+            texts += generate_batch(model, processor, videos[i : i + batch_size], kwargs, fmt)[0]
+        model.train(was_training)
+        correct = [is_correct(parse(t).answer, r["label"], r.get("dataset")) for t, r in zip(texts, records)]
+        return {
+            "accuracy": float(np.mean(correct)),
+            "format": float(np.mean([format_ok(t, fmt == "process") for t in texts])),
+            "clips": len(records),
+            "example": texts[0] if texts else "",
+        }
+
+    return run
+
+
+@torch.no_grad()
+def text_answers(
+    model, processor, rows: list[dict], max_new_tokens: int = 128, batch_size: int = 16
+) -> list[str]:
+    """Greedy completions of text-only chat rows (their last, assistant, turn left out)."""
+    from reasonact.models import vision_token_ids
+
+    tok = processor.tokenizer
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(rows), batch_size):
+        prompts = [processor.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False)
+                   for r in rows[i : i + batch_size]]  # fmt: skip
+        enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
+        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             suppress_tokens=vision_token_ids(processor))  # fmt: skip
+        out += [
+            t.strip() for t in tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        ]
+    model.train(was_training)
+    return out
+
+
+def fre_accuracy(model, processor, rows: list[dict]) -> dict:
+    """Exact-match accuracy (case and spacing normalised) of the ``<answer>`` on rows with an ``answer``
+    (FRE's verifiable tasks), and the share of completions in the right format."""
+    from reasonact.rewards.basic import format_ok
+    from reasonact.rewards.parse import parse
+
+    texts = text_answers(model, processor, rows)
+
+    def norm(x):
+        return " ".join(str(x).lower().replace("_", " ").split()) if x is not None else None
+
+    correct = [norm(parse(t).answer) == norm(r["answer"]) for t, r in zip(texts, rows)]
+    return {"accuracy": float(np.mean(correct)) if rows else None,
+            "format": float(np.mean([format_ok(t) for t in texts])) if rows else None, "texts": texts}  # fmt: skip

@@ -240,9 +240,12 @@ class TemplateTeacher(Teacher):
         num_frames: int = 16,
         seed: int = 0,
         name_phases: float = 0.5,
+        style: str = "full",
     ):
         super().__init__(fmt, num_frames)
-        self.library, self.seed = library, seed
+        if style not in ("full", "concise"):
+            raise ValueError(f"template teacher style must be full or concise, not {style!r}")
+        self.library, self.seed, self.style = library, seed, style
         self.name_phases = name_phases  # chance that a phase sentence also names the phase
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
@@ -262,6 +265,8 @@ class TemplateTeacher(Teacher):
                 f"no phases for label {record.get('label')!r}: not in the library and none annotated"
             )
         label = normalize_label(record["label"])
+        if self.style == "concise":
+            return self.concise(phases, label, rng)
         subject = rng.choice(_SUBJECTS)
         sentences = []
         for i, p in enumerate(phases):
@@ -303,6 +308,28 @@ class TemplateTeacher(Teacher):
         return (
             f"<observation>{' '.join(sentences)}</observation><think>{think}</think><answer>{label}</answer>"
         )
+
+    def concise(self, phases: list[dict], label: str, rng: random.Random) -> str:
+        """One short sentence per phase, same shape every time: "Frames 1-4: the person bends the knees
+        (crouch)." ~40 words. For a student as small as the tiny profile's, which cannot learn the full
+        style's free-form ~120-word prose in a CPU budget (measured: BENCHMARKS.md, Stage 1-2)."""
+        lines = []
+        for p in phases:
+            # one sub-action of the phase, one of its phrasings: enough variety for the duplicate filter
+            pick = (
+                rng.choice(rng.choice(p["phrasings"]))
+                if p["phrasings"]
+                else f"moves through the {p['name']} phase"
+            )
+            name = p["name"].replace("_", " ")
+            lines.append(
+                f"Frames {_frames(p['first'], p['last'])}: {with_subject('the person', pick)} ({name})."
+            )
+        seq = ", ".join(p["name"].replace("_", " ") for p in phases)
+        observation = " ".join(lines)
+        if self.format == "plain":
+            return f"<think>{observation} Phases {seq}: {label}.</think><answer>{label}</answer>"
+        return f"<observation>{observation}</observation><think>Phases {seq}: {label}.</think><answer>{label}</answer>"
 
 
 def frames_as_jpeg(frames: np.ndarray, quality: int = 85) -> list[str]:
@@ -549,7 +576,7 @@ def make_teacher(
             from reasonact.library import load_library
 
             library = load_library(recipe.data.library_dir)
-        return TemplateTeacher(library, fmt, n, seed=t.seed)
+        return TemplateTeacher(library, fmt, n, seed=t.seed, style=t.style)
     if kind == "openai":
         from reasonact.chat_client import ChatClient
         from reasonact.config import REPO_ROOT

@@ -1,0 +1,244 @@
+"""Experiment tables (``configs/experiments/*.yaml``): their schema, parsed into dataclasses and checked.
+
+    spec = load_table("table2")          # or a path; errors name the file and the row
+
+A table has ``rows``; a row has a ``name``, a ``label``, an optional ``group`` (a section of the table),
+the ``paper``'s numbers (one per ``paper_columns``) and ``stages``: the chain of stages from the base
+model, each a name (``fre``, ``vsft``, ``tgrpo``) or a mapping ``{stage, set, library_fraction,
+library_seed}``. ``set`` holds dotted recipe keys of that stage's own section. Table-level ``set``
+overrides the recipe for every stage of every row (budget knobs); ``eval.clips_per_class`` evaluates
+the first N test clips of each class; ``train_seeds`` trains every row once per seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from reasonact.config import CONFIG_DIR, ConfigError, Recipe
+from reasonact.runs import STAGES
+
+TABLE_DIR = CONFIG_DIR / "experiments"
+ORDER = tuple(STAGES)  # fre, vsft, tgrpo: the curriculum
+TABLE_KEYS = {"title", "description", "set", "eval", "baseline", "paper_columns", "train_seeds", "rows"}
+ROW_KEYS = {"name", "label", "group", "stages", "paper", "optional", "note"}
+STAGE_KEYS = {"stage", "set", "library_fraction", "library_seed"}
+FORBIDDEN = {
+    "vsft.from_fre": "leave fre out of the row's stages instead (the chain decides which adapters merge)",
+    "eval.seeds": "the tables report the paper's 5 evaluation seeds (eval.seeds of the profile)",
+}
+
+
+class ExperimentConfigError(ConfigError):
+    """An invalid experiment table; the message names the file and the row."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    stage: str
+    set: tuple = ()  # ((dotted key, value), ...): overrides of this stage's recipe section
+    library_fraction: float = 1.0
+    library_seed: int = 0
+
+
+@dataclass
+class RowSpec:
+    name: str
+    label: str
+    stages: list[StageSpec]
+    group: str | None = None
+    paper: list | None = None
+    optional: bool = False
+    note: str | None = None
+
+
+@dataclass
+class TableSpec:
+    name: str
+    path: Path
+    rows: list[RowSpec]
+    title: str = ""
+    description: str = ""
+    set: dict = field(default_factory=dict)
+    clips_per_class: int | None = None
+    baseline: str | None = None
+    paper_columns: list = field(default_factory=list)
+    train_seeds: list | None = None
+
+    def row(self, name: str) -> RowSpec:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise ExperimentConfigError(
+            f"{self.path}: no row '{name}' (rows: {', '.join(r.name for r in self.rows)})"
+        )
+
+    def select(self, names=None) -> list[RowSpec]:
+        """The named rows (in the table's order), or every row that is not optional."""
+        if not names:
+            return [r for r in self.rows if not r.optional]
+        wanted = [self.row(n).name for n in names]
+        return [r for r in self.rows if r.name in wanted]
+
+
+# ---- parsing -----------------------------------------------------------------------------------------
+
+
+def _check_key(dotted: str, where: str) -> None:
+    """``dotted`` must name a recipe value; inside a mapping field (reward weights) any entry is allowed,
+    but a reward weight must name a reward component."""
+    obj, parts = Recipe(), dotted.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            raise ExperimentConfigError(
+                f"{where}: unknown recipe key '{dotted}' ('{part}' is not a field there)"
+            )
+        obj = getattr(obj, part)
+        if isinstance(obj, dict):
+            if parts[: i + 1] == ["tgrpo", "weights"] and len(parts) == i + 2:
+                from reasonact.rewards.functions import normalize_weights
+
+                try:
+                    normalize_weights({parts[-1]: 0.0})
+                except KeyError as e:
+                    raise ExperimentConfigError(f"{where}: '{dotted}': {e.args[0]}") from None
+            return
+    if dataclasses.is_dataclass(obj):
+        raise ExperimentConfigError(f"{where}: '{dotted}' names a section, not a value")
+
+
+def _overrides(value, where: str, section: str | None = None) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ExperimentConfigError(f"{where}: 'set' must be a mapping of dotted recipe keys to values")
+    for k in value:
+        if k in FORBIDDEN:
+            raise ExperimentConfigError(f"{where}: '{k}' may not be set here: {FORBIDDEN[k]}")
+        if section and k.split(".")[0] != section:
+            raise ExperimentConfigError(
+                f"{where}: '{k}' is not in the {section} section (a stage sets its own keys)"
+            )
+        _check_key(k, where)
+    return dict(value)
+
+
+def _stage(item, where: str) -> StageSpec:
+    if isinstance(item, str):
+        item = {"stage": item}
+    if not isinstance(item, dict) or "stage" not in item:
+        raise ExperimentConfigError(
+            f"{where}: a stage is a name ({', '.join(ORDER)}) or a mapping with 'stage'"
+        )
+    unknown = sorted(set(item) - STAGE_KEYS)
+    if unknown:
+        raise ExperimentConfigError(
+            f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(STAGE_KEYS))})"
+        )
+    stage = item["stage"]
+    if stage not in ORDER:
+        raise ExperimentConfigError(f"{where}: unknown stage '{stage}' (stages: {', '.join(ORDER)})")
+    frac = item.get("library_fraction", 1.0)
+    if ("library_fraction" in item or "library_seed" in item) and stage != "tgrpo":
+        raise ExperimentConfigError(f"{where}: library_fraction applies to the T-GRPO reward only")
+    if not isinstance(frac, int | float) or not 0 < frac <= 1:
+        raise ExperimentConfigError(f"{where}: library_fraction must be in (0, 1], got {frac!r}")
+    sets = _overrides(item.get("set"), f"{where}, stage {stage}", section=stage)
+    return StageSpec(stage, tuple(sorted(sets.items())), float(frac), int(item.get("library_seed", 0)))
+
+
+def _row(item, i: int, path: Path) -> RowSpec:
+    name = item.get("name") if isinstance(item, dict) else None
+    where = f"{path}: row '{name}' (#{i + 1})" if name else f"{path}: row #{i + 1}"
+    if not isinstance(item, dict) or not isinstance(name, str) or not name:
+        raise ExperimentConfigError(f"{where}: a row is a mapping with a 'name' and 'stages'")
+    unknown = sorted(set(item) - ROW_KEYS)
+    if unknown:
+        raise ExperimentConfigError(
+            f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(ROW_KEYS))})"
+        )
+    if not isinstance(item.get("stages"), list):
+        raise ExperimentConfigError(f"{where}: 'stages' must be a list ([] = the base model)")
+    stages = [_stage(s, where) for s in item["stages"]]
+    names = [s.stage for s in stages]
+    if names != sorted(names, key=ORDER.index) or len(set(names)) != len(names):
+        raise ExperimentConfigError(
+            f"{where}: stages {names} must be in curriculum order ({', '.join(ORDER)}), each once"
+        )
+    paper = item.get("paper")
+    if paper is not None and not (isinstance(paper, list) and all(isinstance(v, int | float) for v in paper)):
+        raise ExperimentConfigError(f"{where}: 'paper' must be a list of numbers")
+    return RowSpec(name, str(item.get("label") or name), stages, item.get("group"), paper,
+                   bool(item.get("optional", False)), item.get("note"))  # fmt: skip
+
+
+def load_table(name_or_path: str | Path) -> TableSpec:
+    """``table1`` / ``table2`` (``configs/experiments/<name>.yaml``) or a YAML path, parsed and checked."""
+    p = Path(name_or_path)
+    path = p if p.suffix in (".yaml", ".yml") else TABLE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(x.stem for x in TABLE_DIR.glob("*.yaml")))
+        raise ExperimentConfigError(f"{path}: experiment table not found (known: {known})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ExperimentConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ExperimentConfigError(f"{path}: the top level must be a mapping")
+    unknown = sorted(set(data) - TABLE_KEYS)
+    if unknown:
+        raise ExperimentConfigError(
+            f"{path}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(TABLE_KEYS))})"
+        )
+    if not isinstance(data.get("rows"), list) or not data["rows"]:
+        raise ExperimentConfigError(f"{path}: 'rows' must be a non-empty list")
+    rows = [_row(item, i, path) for i, item in enumerate(data["rows"])]
+    seen = set()
+    for i, r in enumerate(rows):
+        if r.name in seen:
+            raise ExperimentConfigError(f"{path}: row '{r.name}' (#{i + 1}): the name is used twice")
+        seen.add(r.name)
+    ev = data.get("eval") or {}
+    n = ev.get("clips_per_class")
+    if set(ev) - {"clips_per_class"}:
+        raise ExperimentConfigError(
+            f"{path}: eval: only 'clips_per_class' is allowed (other settings: 'set: eval.*')"
+        )
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ExperimentConfigError(
+            f"{path}: eval.clips_per_class must be a positive integer or null, got {n!r}"
+        )
+    seeds = data.get("train_seeds")
+    if seeds is not None and not (isinstance(seeds, list) and seeds and all(type(x) is int for x in seeds)):
+        raise ExperimentConfigError(f"{path}: train_seeds must be a non-empty list of integers or null")
+    spec = TableSpec(path.stem, path, rows, data.get("title", ""),
+                     " ".join(str(data.get("description", "")).split()), _overrides(data.get("set"), f"{path}: set"),
+                     n, data.get("baseline") or rows[0].name, list(data.get("paper_columns") or []),
+                     seeds)  # fmt: skip
+    spec.row(spec.baseline)  # must exist
+    return spec
+
+
+def expand_overrides(recipe: Recipe, overrides: dict) -> dict:
+    """Dotted keys that reach inside a mapping field (``tgrpo.weights.format``) become the whole mapping
+    with that entry changed, so the other entries keep the recipe's values."""
+    out, merged = {}, {}
+    for k, v in overrides.items():
+        parts, obj = k.split("."), recipe
+        for i, part in enumerate(parts[:-1]):
+            obj = getattr(obj, part, None)
+            if isinstance(obj, dict):
+                prefix = ".".join(parts[: i + 1])
+                target = merged.setdefault(prefix, copy.deepcopy(obj))
+                node = target
+                for q in parts[i + 1 : -1]:
+                    node = node.setdefault(q, {})
+                node[parts[-1]] = v
+                break
+        else:
+            out[k] = v
+    return {**out, **merged}

@@ -1,0 +1,239 @@
+"""The experiment tables' numbers, markdown and figure (``reasonact/experiments.py`` runs the rows).
+
+Per row, every metric is pooled over its runs' evaluation seeds (one run per training seed; one run
+when the table has no training seeds): mean ± std (ddof=1) over the seeds. The difference from the
+baseline row is *paired*: row minus baseline for the same evaluation seed (and training seed), then
+mean ± std of those differences. Accuracy and rates are shown in percent, differences in points.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reasonact.eval_metrics import mean_std
+
+METRICS = ("accuracy", "format", "subaction", "subaction_precision", "subaction_recall", "temporal_consistency",
+           "new_tokens", "latency_s")  # fmt: skip
+COLUMNS = (  # (key in a table row, header, scale)
+    ("accuracy", "Accuracy (%)", 100),
+    ("delta", "Δ vs baseline (points, paired)", 100),
+    ("format", "Format (%)", 100),
+    ("subaction_recall", "Sub-action recall (%)", 100),
+    ("temporal_consistency", "C_tc (%)", 100),
+    ("order_ordered", "sit/stand ordered (%)", 100),
+    ("order_shuffled", "sit/stand shuffled (%)", 100),
+)
+
+
+def _stat(m: dict | None) -> dict:
+    m = m or {}
+    return {"mean": m.get("mean"), "std": m.get("std"),
+            "per_seed": {str(k): v for k, v in (m.get("per_seed") or {}).items()}}  # fmt: skip
+
+
+def eval_metrics(summary: dict) -> dict:
+    """The numbers a table needs from a ``run_eval`` summary (several manifests: their ``combined``)."""
+    results = summary["results"]
+    first = next(iter(results.values()))
+    cond = summary["combined"] if "combined" in summary else first["conditions"]["ordered"]
+    out = {k: _stat(cond.get(k)) for k in METRICS if k in cond}
+    out["clips"] = sum(r.get("evaluated", 0) for r in results.values())
+    out["skipped"] = sum(r.get("skipped", {}).get("count", 0) for r in results.values())
+    if "order_only" in first and len(results) == 1:
+        o = first["order_only"]
+        out["order_only"] = {
+            "labels": o["labels"],
+            "ordered": _stat(o["ordered"]),
+            "shuffled": _stat(o["shuffled"]),
+        }
+    eff = summary.get("efficiency", {}).get("evaluated")
+    if eff:
+        out["latency_s_per_clip_batch1"] = eff.get("latency_s_per_clip")
+    out["eval_dir"] = summary.get("out")
+    return out
+
+
+def _metric(run: dict, key: str) -> dict | None:
+    m = run["eval"]["metrics"]
+    if key.startswith("order_"):
+        return m.get("order_only", {}).get(key.split("_", 1)[1])
+    return m.get(key)
+
+
+def _values(runs: list[dict], key: str) -> dict:
+    """{(train seed, eval seed): value} over the runs."""
+    out = {}
+    for run in runs:
+        for s, v in ((_metric(run, key) or {}).get("per_seed") or {}).items():
+            if v is not None:
+                out[(run["train_seed"], s)] = float(v)
+    return out
+
+
+def build_table(spec, rows, results: list[dict]) -> dict:
+    """The table's rows (in ``rows`` order) from the runs in ``results`` (row, train_seed, stages, eval)."""
+    by_row: dict[str, list] = {}
+    for r in results:
+        by_row.setdefault(r["row"], []).append(r)
+    base = _values(by_row.get(spec.baseline, []), "accuracy")
+    out = []
+    for row in rows:
+        runs = by_row.get(row.name, [])
+        entry = {"name": row.name, "label": row.label, "group": row.group, "paper": row.paper, "note": row.note,
+                 "stages": [s.stage for s in row.stages], "runs": len(runs),
+                 "keys": [[st["key"] for st in r["stages"]] + [r["eval"]["key"]] for r in runs],
+                 "seconds": {"train": round(sum(st.get("seconds", 0) for r in runs for st in r["stages"]), 1),
+                             "eval": round(sum(r["eval"].get("seconds", 0) for r in runs), 1)}}  # fmt: skip
+        for key, _, _ in COLUMNS:
+            if key == "delta":
+                continue
+            vals = _values(runs, key)
+            entry[key] = {**mean_std(vals.values()), "per_seed": {f"{t}/{s}" if t is not None else s: v
+                                                                   for (t, s), v in vals.items()}}  # fmt: skip
+        acc = _values(runs, "accuracy")
+        diffs = {k: v - base[k] for k, v in acc.items() if k in base}
+        entry["delta"] = {**mean_std(diffs.values()), "per_seed": {f"{t}/{s}" if t is not None else s: v
+                                                                   for (t, s), v in diffs.items()}}  # fmt: skip
+        if row.name == spec.baseline:
+            entry["delta"] = {"mean": None, "std": None, "n": 0, "per_seed": {}}
+        means = {}
+        for (t, _), v in acc.items():
+            means.setdefault(t, []).append(v)
+        if len(means) > 1:
+            entry["train_seed_std"] = mean_std([sum(v) / len(v) for v in means.values()])["std"]
+        entry["clips"] = sorted({r["eval"]["metrics"].get("clips") for r in runs})
+        out.append(entry)
+    distinct = {st["key"]: st.get("seconds", 0) for r in results for st in r["stages"]}
+    distinct.update({r["eval"]["key"]: r["eval"].get("seconds", 0) for r in results})
+    return {"name": spec.name, "title": spec.title, "description": spec.description, "baseline": spec.baseline,
+            "paper_columns": spec.paper_columns, "compute_seconds": round(sum(distinct.values()), 1),
+            "rows": out}  # fmt: skip
+
+
+def _pm(m: dict | None, scale: float = 100, signed: bool = False) -> str:
+    if not m or m.get("mean") is None:
+        return "–"
+    sign = "+" if signed else ""
+    return f"{m['mean'] * scale:{sign}.1f} ± {(m.get('std') or 0.0) * scale:.1f}"
+
+
+def _subset(n) -> str:
+    return f"the first {n} clips of each class" if n else "all clips"
+
+
+def _seed_order(s) -> tuple:
+    return tuple(float(x) for x in str(s).split("/"))
+
+
+def _paper(row: dict, base: list | None) -> str:
+    p = row.get("paper")
+    if not p:
+        return "–"
+    text = " / ".join(f"{v:.1f}" for v in p)
+    if base:
+        text += f" ({p[0] - base[0]:+.1f})"
+    return text
+
+
+def render_markdown(table: dict) -> str:
+    """The table as markdown: the main table, per-seed accuracy, and how it was made."""
+    meta = table.get("meta", {})
+    rows = table["rows"]
+    base_row = next((r for r in rows if r["name"] == table["baseline"]), None)
+    base_paper = base_row.get("paper") if base_row else None
+    cols = table["paper_columns"]
+    paper_head = f"Paper: {' / '.join(cols)} (Δ {cols[0]})" if cols else "Paper"
+    heads = ["Configuration"] + [h for _, h, _ in COLUMNS] + [paper_head]
+    lines = [
+        f"# {table['title'] or table['name']}"
+        + (f" ({meta['profile']} profile)" if meta.get("profile") else ""),
+        "",
+    ]
+    if table.get("description"):
+        lines += [table["description"], ""]
+    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    group = None
+    for r in rows:
+        if r.get("group") and r["group"] != group:
+            group = r["group"]
+            lines.append(f"| *{group}* |" + " |" * (len(heads) - 1))
+        cells = [r["label"] + (f" ({r['note']})" if r.get("note") else "")]
+        cells += [_pm(r.get(k), s, signed=(k == "delta")) for k, _, s in COLUMNS]
+        cells.append(_paper(r, None if r is base_row else base_paper))
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = sorted({s for r in rows for s in r["accuracy"]["per_seed"]}, key=_seed_order)
+    if seeds:
+        lines += ["", "Accuracy (%) per evaluation seed" + (" (training seed / evaluation seed)" if "/" in str(seeds[0]) else "")
+                  + "; in brackets the paired difference from the baseline (points):", ""]  # fmt: skip
+        lines += ["| Configuration | " + " | ".join(map(str, seeds)) + " |", "|" + "---|" * (len(seeds) + 1)]
+        for r in rows:
+            acc, d = r["accuracy"]["per_seed"], r["delta"]["per_seed"]
+            cells = [
+                f"{acc[s] * 100:.1f}" + (f" ({d[s] * 100:+.1f})" if s in d else "") if s in acc else "–"
+                for s in seeds
+            ]
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    if meta:
+        steps = ", ".join(f"{k} {v}" for k, v in meta.get("steps", {}).items())
+        clips = sorted({c for r in rows for c in r.get("clips", []) if c is not None})
+        lines += ["", "How it was made:", "",
+                  f"- command: `{meta.get('command')}`; table config `{meta.get('config')}`; recipe `{meta.get('recipe')}`"
+                  + (f" with overrides `{meta['overrides']}`" if meta.get("overrides") else ""),
+                  f"- evaluation: SynthAct test split ({_subset(meta.get('clips_per_class'))};"
+                  f" evaluated per row: {', '.join(map(str, clips)) or '–'}), seeds {meta.get('eval_seeds')},"
+                  f" decoding {meta.get('decoding')}; mean ± std over the seeds (ddof 1)",
+                  f"- training: max_steps {steps}; training seeds {meta.get('train_seeds')}",
+                  f"- stages trained or reused and evaluations: `{meta.get('root')}`; wall time of this invocation "
+                  f"{meta.get('wall_seconds')} s; compute of the distinct stages and evaluations {table.get('compute_seconds')} s"
+                  " (when they were made); per row (a shared stage counts in every row that uses it):"]  # fmt: skip
+        for r in rows:
+            lines.append(f"  - {r['name']}: stages {r['stages'] or '(base)'}, keys {r['keys']}, "
+                         f"{r['seconds']['train']} s train + {r['seconds']['eval']} s eval")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_figure(table: dict, chance: float | None = None):
+    """Bars: accuracy mean ± std per row (colour = group), dashed: chance and the baseline."""
+    from matplotlib.figure import Figure
+
+    from reasonact.plots import PHASE_COLOURS
+
+    rows = table["rows"]
+    groups = list(dict.fromkeys(r.get("group") for r in rows))
+    fig = Figure(figsize=(max(5.0, 0.85 * len(rows) + 1.5), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    x = list(range(len(rows)))
+    means = [(r["accuracy"]["mean"] or 0.0) * 100 for r in rows]
+    stds = [(r["accuracy"]["std"] or 0.0) * 100 for r in rows]
+    colours = [PHASE_COLOURS[groups.index(r.get("group")) % len(PHASE_COLOURS)] for r in rows]
+    ax.bar(x, means, yerr=stds, capsize=3, color=colours, edgecolor="black", lw=0.5)
+    for i, (m, s) in enumerate(zip(means, stds)):
+        ax.text(i, m + s + 0.5, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+    if chance:
+        ax.axhline(chance * 100, ls=":", color="grey", lw=1, label=f"chance ({chance * 100:.1f}%)")
+    base = next((r for r in rows if r["name"] == table["baseline"]), None)
+    if base and base["accuracy"]["mean"] is not None:
+        ax.axhline(base["accuracy"]["mean"] * 100, ls="--", color="black", lw=0.8, label="baseline")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("accuracy (%), mean ± std over seeds")
+    ax.set_ylim(0, 105)  # the whole scale: small differences look small
+    ax.set_title(table.get("title") or table["name"], fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def write_outputs(table: dict, out: str | Path) -> dict[str, str]:
+    """``table.md``, ``results.json`` and ``accuracy.png`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out / "table.md", "json": out / "results.json", "figure": out / "accuracy.png"}
+    paths["markdown"].write_text(render_markdown(table), encoding="utf-8")
+    fig = accuracy_figure(table, table.get("meta", {}).get("chance"))
+    fig.savefig(paths["figure"], dpi=120, bbox_inches="tight")
+    files = {k: str(v) for k, v in paths.items()}
+    paths["json"].write_text(
+        json.dumps({**table, "files": files}, indent=1, default=str) + "\n", encoding="utf-8"
+    )
+    return files

@@ -1,0 +1,391 @@
+"""Stage 3, T-GRPO: TRL's GRPOTrainer made video-aware, plus Video-R1's shuffled-frame contrast.
+
+TRL 1.16's GRPOTrainer knows images, not video: frames reach generation but not the log-prob
+forwards, so the loss is silently computed without the video (STACK_NOTES.md). ``VideoGRPOTrainer``
+replaces only the pieces that know images and leaves the rest to TRL (loss types, clipping, KL,
+reference model / disabled adapter, accelerate and DeepSpeed, metrics and ``report_to``):
+
+- ``_tokenize_prompts``: the processor encodes each row's decoded frames with their metadata (so the
+  temporal positions are right); generation gets ``pixel_values_videos`` & co.
+- ``_get_per_token_logps_and_entropies``: every log-prob forward (old policy, reference, current)
+  gets ``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts`` and ``mm_token_type_ids``.
+- the video tensors travel in the batch as one tensor per row, so TRL's shuffle and split of a
+  generation batch over ``steps_per_generation`` keep each clip with its completions.
+- vision tokens are suppressed in generation (a sampled <|video_pad|> breaks the next forward).
+- vLLM is refused at start-up: TRL's vLLM path sends images only, so the rollouts would be blind.
+
+The step itself is ``VideoGRPOTrainer._generate_and_score_completions`` (one screen). Rewards: the
+rewards module's weighted total plus the temporal-contrast bonus; in process-aware mode (VideoP2R's
+PA-GRPO) the <observation> tokens get the perception reward's advantage and every other token the
+reasoning reward's. ``train_tgrpo`` is the stage's entry point (``reasonact train tgrpo``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+from trl import GRPOTrainer
+
+from reasonact.models import vision_token_ids
+from reasonact.rewards import get_reward
+from reasonact.rewards.contrast import temporal_contrast_reward
+from reasonact.rewards.functions import accuracy_reward
+from reasonact.rewards.parse import _block_matches
+from reasonact.video import Video, read_video
+
+logger = logging.getLogger(__name__)
+
+VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+# Process-aware mode: which reward functions make up each span's reward (summed with TRL's weights).
+PERCEPTION_SIDE = ("perception",)
+REASONING_SIDE = ("reasoning", "format", "temporal_contrast")
+
+
+# ---------------------------------------------------------------- rewards
+
+
+def contrast_reward(mu: float = 1.0, bonus: float = 0.3, scorer=None):
+    """TRL reward function for the T-GRPO bonus. Every row carries its prompt group's shuffled-frame
+    completions (``shuffled_completions``, the same list on each row of the group) and ``group_id``;
+    both groups go through ``rewards.temporal_contrast_reward``, which scores them by accuracy only and
+    compares each group with its own shuffled group, whatever the batch size."""
+
+    def temporal_contrast(prompts=None, completions=(), shuffled_completions=None, group_id=None,
+                          log_metric=None, **columns):  # fmt: skip
+        n = len(completions)
+        if shuffled_completions is None or group_id is None:
+            return [0.0] * n  # no shuffled group, no bonus (the rewards module's rule)
+        first = {}
+        for i, g in enumerate(group_id):
+            first.setdefault(g, i)
+        extra = [(i, c) for i in first.values() for c in shuffled_completions[i]]
+        rows = list(range(n)) + [i for i, _ in extra]  # the column row each completion is scored against
+        cols = {
+            k: [v[i] for i in rows] for k, v in columns.items() if isinstance(v, list | tuple) and len(v) == n
+        }
+        everything = list(completions) + [c for _, c in extra]
+        kw = dict(group_id=[group_id[i] for i in rows], mu=mu, bonus=bonus, scorer=scorer, **cols)
+        flags = [False] * n + [True] * len(extra)
+        out = temporal_contrast_reward(None, everything, is_shuffled=flags, **kw)[:n]
+        if callable(log_metric):
+            acc = accuracy_reward(None, everything, scorer=scorer, **cols)
+            log_metric("tgrpo/ordered_accuracy", float(np.mean(acc[:n])))
+            if extra:
+                log_metric("tgrpo/shuffled_accuracy", float(np.mean(acc[n:])))
+            won = {g for g, b in zip(group_id, out) if b > 0}  # groups where a bonus was paid
+            log_metric("tgrpo/bonus_group_share", len(won) / len(first))
+        return out
+
+    return temporal_contrast
+
+
+def reward_setup(cfg, scorer=None) -> tuple[list, list[float]]:
+    """``(reward_funcs, reward_weights)`` for GRPOTrainer from a TGRPOConfig. Plain: the weighted total
+    (which logs each component) + the bonus. Process-aware: perception, reasoning, the PA format and the
+    bonus, plus the total with weight 0 (logged only, to compare with plain runs)."""
+    bonus = contrast_reward(cfg.mu, cfg.bonus, scorer)
+    if not cfg.process_aware:
+        return [get_reward("total", weights=cfg.weights, scorer=scorer), bonus], [1.0, 1.0]
+    funcs = [
+        get_reward("perception", scorer=scorer),
+        get_reward("reasoning", scorer=scorer),
+        get_reward("format", process_aware=True, scorer=scorer),
+        bonus,
+        get_reward("total", weights=cfg.weights, process_aware=True, scorer=scorer),
+    ]
+    w_fmt = float(cfg.weights.get("format", 0.25))
+    return funcs, [1.0, 1.0, w_fmt, 1.0, 0.0]
+
+
+def group_advantages(rewards: torch.Tensor, num_generations: int, scale: str = "group") -> torch.Tensor:
+    """GRPO's advantage of one reward per completion: minus its group's mean, over the group's std
+    (``group``), the batch's (``batch``) or not scaled (``none``), as TRL does for the total."""
+    x = rewards.view(-1, num_generations)
+    adv = x - x.mean(1, keepdim=True)
+    if scale == "group":
+        adv = adv / (x.std(1, keepdim=True) + 1e-4)
+    elif scale == "batch":
+        adv = adv / (rewards.std() + 1e-4)
+    return adv.reshape(-1)
+
+
+def observation_mask(tokenizer, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) True on the tokens of each completion's ``<observation>...</observation>`` (tags included).
+    A token belongs to the block when the characters it decodes to overlap it."""
+    out = torch.zeros(completion_ids.shape, dtype=torch.bool, device=completion_ids.device)
+    for b, (ids, m) in enumerate(zip(completion_ids.tolist(), completion_mask.tolist())):
+        ids = [t for t, keep in zip(ids, m) if keep]
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        block = _block_matches(text).get("observation")
+        if not block:
+            continue
+        start, end, prev = block[0], block[1], 0
+        for k in range(len(ids)):  # char offset after token k (max: partial UTF-8 may decode shorter)
+            cur = max(prev, len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True)))
+            out[b, k] = prev < end and cur > start
+            prev = cur
+    return out
+
+
+def shuffle_frames(video: Video, rng: np.random.Generator) -> Video:
+    """The same clip with its frames in a random order (never the identity). Timestamps stay in order,
+    as in Video-R1: the model sees the usual positions with shuffled content."""
+    n = len(video.frames)
+    perm = rng.permutation(n)
+    if n > 1 and (perm == np.arange(n)).all():
+        perm = np.roll(perm, 1)
+    return Video(video.frames[perm], list(video.indices), video.fps, video.total_frames, video.path)
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+class VideoGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer with video in every forward and a shuffled-frame group per prompt (T-GRPO).
+
+    Dataset rows: ``prompt`` (chat messages with a ``{"type": "video"}`` part), ``video`` (a path, read
+    with ``num_frames`` at ``video_size``) and the reward columns (label, dataset, phases, fps...)."""
+
+    def __init__(self, *args, num_frames: int = 16, video_size: int = 224, shuffled_generations: int | None = None,
+                 process_aware: bool = False, **kwargs):  # fmt: skip
+        config, processor = kwargs["args"], kwargs["processing_class"]
+        if config.use_vllm:
+            raise ValueError(
+                "T-GRPO with use_vllm=True is not supported: TRL 1.16's vLLM generation sends images only, so "
+                "rollouts would be generated without the video. Set tgrpo.use_vllm: false (transformers generate)."
+            )
+        # Every vision token, not just TRL's image token: a sampled one breaks the next forward.
+        config.generation_kwargs = {
+            **(config.generation_kwargs or {}),
+            "suppress_tokens": vision_token_ids(processor),
+        }
+        super().__init__(*args, **kwargs)
+        self._keep_saved_modules_dtype()
+        g = self.num_generations
+        local = self.args.per_device_train_batch_size * self.args.steps_per_generation
+        if local % g:
+            raise ValueError(
+                f"per_device_train_batch_size x steps_per_generation = {local} must be a multiple of num_generations "
+                f"= {g}: each device must hold whole prompt groups so that the bonus compares whole groups"
+            )
+        self.shuffled_generations = g // 2 if shuffled_generations is None else int(shuffled_generations)
+        self.num_frames, self.video_size, self.process_aware = num_frames, video_size, process_aware
+        tok = processor.tokenizer
+        self._video_id = tok.convert_tokens_to_ids("<|video_pad|>")
+        self._image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        self._video = None  # video tensors of the sequences being scored (set only inside _with_video)
+        self._encoded = None  # processor output of the current generation batch
+        self._last_rewards = None  # rewards per function of the last batch (gathered)
+        self._clock = defaultdict(float)
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if self.args.gradient_accumulation_steps % generate_every == 0:  # TRL skips old log-probs then
+            logger.warning("every update is on-policy (old log-probs = current): the clip epsilon never acts")
+
+    def _keep_saved_modules_dtype(self):
+        """QLoRA: TRL casts every trainable parameter to bf16, including fully trained copies
+        (``modules_to_save``, e.g. the tiny profile's embeddings); the model they sit in computes in the
+        dtype ``prepare_model_for_kbit_training`` gave it (fp32), so the copies go back to that dtype."""
+        from peft.utils.other import ModulesToSaveWrapper
+
+        if getattr(self.model, "is_loaded_in_4bit", False) or getattr(self.model, "is_loaded_in_8bit", False):
+            for module in self.model.modules():
+                if isinstance(module, ModulesToSaveWrapper):
+                    module.modules_to_save.to(next(module.original_module.parameters()).dtype)
+
+    # -- the T-GRPO step ------------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        """One generation batch: shuffled-frame group per prompt (no gradient, accuracy only), then
+        TRL's step with the video (generate, rewards incl. bonus, group advantages, old/ref log-probs)."""
+        videos = self._read_videos(inputs)
+        with self._timer("shuffled_generation"):
+            shuffled = self._shuffled_completions(inputs, videos)
+        g = len(inputs) // len(shuffled)
+        inputs = [
+            {**x, "group_id": i // g, "shuffled_completions": shuffled[i // g]} for i, x in enumerate(inputs)
+        ]
+        self._encoded = self._encode([x["prompt"] for x in inputs], videos)
+        video = {k: self._encoded[k].to(self.accelerator.device) for k in VIDEO_KEYS}
+        with self._with_video(video):  # old-policy and reference log-probs see the clip
+            output = super()._generate_and_score_completions(inputs)
+        output.update(per_row(video))  # one tensor per row: survives TRL's shuffle/split
+        if self.process_aware:
+            output["advantages"] = self._span_advantages(output)  # (B, T): per-token advantages
+        return output
+
+    def _compute_loss(self, model, inputs):
+        video = {k: torch.cat(v) if isinstance(v, list) else v for k, v in inputs.items() if k in VIDEO_KEYS}
+        with self._timer("loss_forward"), self._with_video(video):
+            return super()._compute_loss(model, inputs)
+
+    # -- video plumbing -------------------------------------------------------------------------------
+    def _read_videos(self, inputs) -> list[Video]:
+        if "video" not in inputs[0]:
+            raise KeyError("T-GRPO dataset rows need a 'video' column (the clip's path)")
+        cache = {}
+        for x in inputs:  # a clip appears num_generations times in a row: decode it once
+            if x["video"] not in cache:
+                cache[x["video"]] = read_video(x["video"], self.num_frames, self.video_size)
+        return [cache[x["video"]] for x in inputs]
+
+    def _encode(self, prompts, videos):
+        texts = [
+            self.processing_class.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+            for p in prompts
+        ]
+        return self.processing_class(text=texts, videos=[v.frames for v in videos], do_sample_frames=False,
+                                     video_metadata=[v.metadata() for v in videos], padding=True, return_tensors="pt")  # fmt: skip
+
+    @staticmethod
+    def _generation_inputs(enc):
+        """Unpadded prompt ids + multimodal fields in the form TRL's generation expects."""
+        keep = enc["attention_mask"].bool()
+        unpad = lambda t: [row[m].tolist() for row, m in zip(t, keep)]  # noqa: E731
+        return unpad(enc["input_ids"]), {
+            **{k: enc[k] for k in VIDEO_KEYS},
+            "mm_token_type_ids": unpad(enc["mm_token_type_ids"]),
+        }
+
+    def _tokenize_prompts(self, prompts):
+        if self._encoded is None:
+            raise RuntimeError("VideoGRPOTrainer encodes prompts in _generate_and_score_completions only")
+        ids, fields = self._generation_inputs(self._encoded)
+        if len(ids) != len(prompts):
+            raise RuntimeError("VideoGRPOTrainer: prompts and encoded videos are out of step")
+        return ids, None, fields
+
+    def _shuffled_completions(self, inputs, videos) -> list[list]:
+        """Per prompt group: ``shuffled_generations`` completions from its frames in a random order."""
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        firsts = list(range(0, len(inputs), g))
+        for s in firsts:  # TRL's sampler repeats each prompt g times in a row; the bonus relies on it
+            if any(x["video"] != inputs[s]["video"] for x in inputs[s : s + g]):
+                raise RuntimeError(f"rows {s}..{s + g - 1} are not one prompt group")
+        k = self.shuffled_generations
+        if k == 0:
+            return [[] for _ in firsts]
+        rng = np.random.default_rng([self.args.seed, self.state.global_step, self.accelerator.process_index])
+        clips = [shuffle_frames(videos[s], rng) for s in firsts]
+        prompts = [inputs[s]["prompt"] for s in firsts for _ in range(k)]
+        enc = self._encode(prompts, [c for c in clips for _ in range(k)])
+        prompt_ids, fields = self._generation_inputs(enc)
+        ids, _ = self._generate_single_turn(prompt_ids, None, fields, k)
+        texts = self.processing_class.batch_decode(ids, skip_special_tokens=True)
+        done = [[{"role": "assistant", "content": t}] for t in texts]
+        return [done[j * k : (j + 1) * k] for j in range(len(firsts))]
+
+    @contextlib.contextmanager
+    def _with_video(self, video):
+        previous, self._video = self._video, video
+        try:
+            yield
+        finally:
+            self._video = previous
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **image_inputs):  # fmt: skip
+        """TRL's log-prob forward, with the clip of each sequence (one clip per sequence)."""
+        v = self._video
+        if v is None:  # not inside a video batch: TRL's own (text / image) path
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              batch_size, compute_entropy, compute_aux_loss, **image_inputs)  # fmt: skip
+        grid = v["video_grid_thw"]
+        if len(grid) != input_ids.size(0):
+            raise ValueError(
+                f"{len(grid)} clips for {input_ids.size(0)} sequences: T-GRPO needs one clip per sequence"
+            )
+        edges = [0, *grid.prod(-1).cumsum(0).tolist()]  # patch rows of each clip in pixel_values_videos
+        batch_size, logps, ents, aux = batch_size or input_ids.size(0), [], [], []
+        for s in range(0, input_ids.size(0), batch_size):
+            e = min(s + batch_size, input_ids.size(0))
+            ids, mask = input_ids[s:e], attention_mask[s:e]
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100  # only the completion tokens are scored
+            types = torch.zeros_like(ids)  # the processor's convention: 1 image, 2 video (enables 3-D M-RoPE)
+            types[ids == self._image_id], types[ids == self._video_id] = 1, 2
+            dev = ids.device
+            extra = {"output_router_logits": True} if compute_aux_loss else {}
+            with self.accelerator.autocast():
+                out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, mm_token_type_ids=types,
+                            pixel_values_videos=v["pixel_values_videos"][edges[s] : edges[e]].to(dev),
+                            video_grid_thw=grid[s:e].to(dev), second_per_grid_ts=v["second_per_grid_ts"][s:e].to(dev), **extra)  # fmt: skip
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            ents += [out.entropy[:, -logits_to_keep:]] if compute_entropy else []
+            aux += [out.aux_loss] if compute_aux_loss else []
+        return (
+            torch.cat(logps),
+            torch.cat(ents) if compute_entropy else None,
+            torch.stack(aux).mean() if aux else None,
+        )
+
+    # -- process-aware advantages ---------------------------------------------------------------------
+    def _span_advantages(self, output) -> torch.Tensor:
+        """PA-GRPO: each span's reward is normalised within its group on its own; observation tokens get
+        the perception advantage, all other tokens (think, answer, tags, end of turn) the reasoning one."""
+        r, names = self._last_rewards, self.reward_func_names  # (all processes' rows, functions)
+        w = self.reward_weights.to(r.device)
+
+        def side(keys):
+            cols = [i for i, n in enumerate(names) if n in keys]
+            return (r[:, cols] * w[cols]).nansum(1)
+
+        n = output["completion_ids"].size(0)
+        local = slice(self.accelerator.process_index * n, (self.accelerator.process_index + 1) * n)
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        perception = group_advantages(side(PERCEPTION_SIDE), g, self.scale_rewards)[local]
+        reasoning = group_advantages(side(REASONING_SIDE), g, self.scale_rewards)[local]
+        obs = observation_mask(self._tokenizer, output["completion_ids"], output["completion_mask"])
+        self._metrics["train" if self.model.training else "eval"]["tgrpo/observation_token_share"].append(
+            (obs.float().sum() / output["completion_mask"].sum().clamp(min=1)).item()
+        )
+        return torch.where(obs, perception[:, None].to(obs.device), reasoning[:, None].to(obs.device))
+
+    # -- timing (logged as time/<part>: generation, shuffled_generation, rewards, loss_forward, backward) --
+    @contextlib.contextmanager
+    def _timer(self, name):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._clock[name] += time.perf_counter() - t
+
+    def _generate(self, prompts):
+        with self._timer("generation"):
+            return super()._generate(prompts)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        with self._timer("rewards"):
+            self._last_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._last_rewards
+
+    def _prepare_inputs(self, generation_batch):
+        with self._timer("prepare"):
+            return super()._prepare_inputs(generation_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self._clock = defaultdict(float)
+        t = time.perf_counter()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        c = self._clock
+        c["backward"] = time.perf_counter() - t - c.pop("prepare", 0.0) - c.get("loss_forward", 0.0)
+        for name, seconds in c.items():
+            self._metrics["train"][f"time/{name}"].append(seconds)
+        return loss
+
+
+def per_row(video: dict) -> dict:
+    """Batch video tensors -> lists with one tensor per sequence (one clip each)."""
+    rows = video["video_grid_thw"].prod(-1).tolist()
+    return {
+        "pixel_values_videos": list(torch.split(video["pixel_values_videos"], rows)),
+        "video_grid_thw": list(video["video_grid_thw"].split(1)),
+        "second_per_grid_ts": list(video["second_per_grid_ts"].split(1)),
+    }
+
+
+# The stage's entry point lives in tgrpo_run.py (data, config, saving); re-exported here.
+from reasonact.tgrpo_run import train_tgrpo  # noqa: E402, F401

@@ -1,0 +1,234 @@
+"""Stage 3's entry point: the clips, TRL's GRPOConfig from the recipe, training, saving, before/after.
+
+    from reasonact.tgrpo import train_tgrpo
+    metrics = train_tgrpo(load_config("tiny"), run="runs/tiny")   # what `reasonact train tgrpo` calls
+
+The model is the recipe's base with the run's earlier adapters (FRE, V-SFT) merged in order and a
+fresh LoRA on top (``models.load_model``); with ``beta > 0`` TRL's reference is that model with the
+adapter disabled, so the KL is measured against the V-SFT policy. Outputs, in ``<run>/05_tgrpo/``:
+``checkpoints/`` (TRL checkpoints; a re-run resumes from the last one), ``adapter/``,
+``model_card.json`` (data, recipe, metrics, reward curves) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+CURVE_KEYS = ("reward", "rewards/total/mean", "rewards/accuracy", "rewards/format", "rewards/subaction",
+              "rewards/temporal_consistency", "rewards/temporal_contrast/mean", "rewards/perception/mean",
+              "rewards/reasoning/mean", "tgrpo/ordered_accuracy", "tgrpo/shuffled_accuracy",
+              "tgrpo/bonus_group_share", "kl", "clip_ratio/region_mean", "completions/mean_length",
+              "entropy", "loss", "time/generation", "time/shuffled_generation", "time/rewards",
+              "time/loss_forward", "time/backward")  # fmt: skip
+
+
+def tgrpo_rows(recipe, manifest: str | Path | None = None) -> tuple[list[dict], Path]:
+    """One row per clip: the prompt (chat messages with a video part) and the reward columns.
+    ``manifest``: a JSONL manifest (default: ``tgrpo.manifest``, else the SynthAct train split)."""
+    from reasonact.data.manifest import read_manifest
+    from reasonact.prompts import QUESTION, format_hint, video_messages
+
+    cfg = recipe.tgrpo
+    if manifest is None and cfg.manifest is None:
+        from reasonact.data.synthact import ensure_dataset
+
+        manifest = ensure_dataset(recipe)["manifests"]["train"]
+    path = Path(manifest or cfg.manifest)
+    if not path.is_absolute() and not path.exists():  # recipes name files from the repository root
+        from reasonact.config import REPO_ROOT
+
+        path = REPO_ROOT / path
+    records = read_manifest(path)
+    if not records:
+        raise ValueError(f"{path}: the manifest has no clips")
+    missing = [r["video"] for r in records if not Path(r["video"]).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: {len(missing)} video file(s) not found, e.g. {missing[0]}")
+    prompt = video_messages(QUESTION, hint=format_hint("process" if cfg.process_aware else "plain"))
+    rows = [{"prompt": prompt, "video": r["video"], "label": r["label"], "dataset": r["dataset"],
+             "phases": r.get("phases"), "fps": r.get("fps"), "num_frames": r.get("num_frames"),
+             "duration_s": r.get("duration_s"), "num_sampled_frames": recipe.video.num_frames}
+            for r in records]  # fmt: skip
+    return rows, path
+
+
+def rows_dataset(rows: list[dict]):
+    """A ``datasets.Dataset`` that returns the rows exactly (JSON per row: no Arrow type unification of
+    the chat messages or the phases)."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"row": [json.dumps(r) for r in rows]})
+    return ds.with_transform(lambda b: _columns([json.loads(x) for x in b["row"]]))
+
+
+def _columns(rows: list[dict]) -> dict:
+    return {k: [r.get(k) for r in rows] for k in rows[0]}
+
+
+def grpo_config(recipe, output_dir: str | Path, **overrides):
+    """TRL's GRPOConfig from ``recipe.tgrpo`` (keyword arguments override any GRPOConfig field)."""
+    import torch
+    from trl import GRPOConfig
+
+    cfg, m = recipe.tgrpo, recipe.model
+    cuda = torch.cuda.is_available()
+    kw = dict(
+        output_dir=str(output_dir), num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
+        loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards, steps_per_generation=cfg.steps_per_generation,
+        num_iterations=cfg.num_iterations, temperature=cfg.temperature, top_p=cfg.top_p,
+        max_completion_length=cfg.max_completion_length, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
+        lr_scheduler_type=cfg.lr_scheduler_type, max_grad_norm=cfg.max_grad_norm, save_steps=cfg.save_steps,
+        save_total_limit=2,  # resume needs the last one; keep disk use small
+        logging_steps=cfg.logging_steps, report_to=list(cfg.report_to), log_completions=cfg.log_completions,
+        use_vllm=cfg.use_vllm, seed=cfg.seed,
+        bf16=cuda and m.dtype == "bfloat16", fp16=cuda and m.dtype == "float16",
+        gradient_checkpointing=m.gradient_checkpointing,
+        disable_dropout=True,  # the ratio pi/pi_old must be exactly 1 on-policy; dropout would add noise
+        remove_unused_columns=False,  # the video path and the reward columns must reach the trainer
+        use_cpu=not cuda, dataloader_num_workers=0,
+    )  # fmt: skip
+    return GRPOConfig(**{**kw, **overrides})
+
+
+def eval_records(recipe, n: int) -> list[dict]:
+    """``n`` clips of the SynthAct val split, spread over its classes (the manifest is grouped by class)."""
+    from reasonact.data.manifest import read_manifest
+    from reasonact.data.synthact import ensure_dataset
+
+    records = read_manifest(ensure_dataset(recipe)["manifests"]["val"])
+    step = max(1, len(records) // max(n, 1))
+    return records[::step][:n]
+
+
+def score_clips(model, processor, recipe, records: list[dict], seed: int = 0, batch_size: int = 8) -> dict:
+    """Generate one completion per clip with the paper's decoding (``recipe.eval``; evaluate.py) and score
+    it with the rewards module: mean of each component, of the weighted total (recipe weights) and
+    accuracy. This is the before/after check of the stage, not the full evaluation (``reasonact eval``)."""
+    import torch
+
+    from reasonact.evaluate import decoding_kwargs
+
+    fmt = "process" if recipe.tgrpo.process_aware else "plain"
+    kw = decoding_kwargs(recipe.eval, processor)
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng():  # sampling here must not change the training run's random stream
+        rows = _score_batches(model, processor, recipe, records, seed, batch_size, kw, fmt)
+    model.train(was_training)
+    out = {"clips": len(rows), "seed": seed}
+    for key in rows[0] if rows else ():
+        out[key] = round(float(np.mean([r[key] for r in rows])), 4)
+    return out
+
+
+def _score_batches(model, processor, recipe, records, seed, batch_size, kw, fmt) -> list[dict]:
+    import torch
+
+    from reasonact.evaluate import generate_batch
+    from reasonact.rewards import reward_components
+    from reasonact.video import read_video
+
+    cfg, rows = recipe.tgrpo, []
+    for i in range(0, len(records), batch_size):
+        chunk = records[i : i + batch_size]
+        videos = [read_video(r["video"], recipe.video.num_frames, recipe.video.size) for r in chunk]
+        torch.manual_seed(seed * 100_003 + i)  # same clips, seed and batch -> same samples
+        texts, _, _ = generate_batch(model, processor, videos, kw, fmt)
+        cols = {
+            k: [r.get(k) for r in chunk]
+            for k in ("label", "dataset", "phases", "fps", "num_frames", "duration_s")
+        }
+        rows += reward_components(None, texts, weights=cfg.weights, process_aware=cfg.process_aware,
+                                  num_sampled_frames=[recipe.video.num_frames] * len(chunk), **cols)  # fmt: skip
+    return rows
+
+
+def _curve(history: list[dict]) -> list[dict]:
+    return [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if h.get(k) is not None}}
+            for h in history if "reward" in h or "loss" in h]  # fmt: skip
+
+
+def build_trainer(recipe, output_dir: str | Path, run=None, *, skip=(), manifest: str | Path | None = None,
+                  scorer=None, callbacks=None, **overrides):  # fmt: skip
+    """``(trainer, info)``: the model (base + the run's earlier adapters merged + a fresh LoRA), the clips,
+    the rewards and a VideoGRPOTrainer writing checkpoints to ``output_dir``. ``info``: rows, data file,
+    merged adapters."""
+    import torch
+
+    from reasonact.models import load_model
+    from reasonact.runs import prior_adapters
+    from reasonact.tgrpo import VideoGRPOTrainer, reward_setup
+
+    cfg = recipe.tgrpo
+    if cfg.use_vllm or overrides.get("use_vllm"):
+        raise ValueError(f"{recipe.source}: tgrpo.use_vllm is not supported with video (reasonact/tgrpo.py)")
+    rows, source = tgrpo_rows(recipe, manifest)
+    adapters = prior_adapters(run, "tgrpo", recipe.profile, skip=skip)
+    torch.manual_seed(cfg.seed)  # the fresh LoRA's initialisation
+    model, processor = load_model(recipe, lora=True, adapters=adapters)
+    funcs, weights = reward_setup(cfg, scorer)
+    args = grpo_config(recipe, output_dir, reward_weights=weights, **overrides)
+    trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, processing_class=processor,
+                               train_dataset=rows_dataset(rows), callbacks=callbacks,
+                               num_frames=recipe.video.num_frames, video_size=recipe.video.size,
+                               shuffled_generations=cfg.shuffled_generations, process_aware=cfg.process_aware)  # fmt: skip
+    return trainer, {"rows": rows, "file": source, "adapters": adapters}
+
+
+def train_tgrpo(recipe, run=None, resume: bool = True, *, progress: bool = False, skip=(), callbacks=None,
+                manifest: str | Path | None = None, scorer=None, **overrides) -> dict:  # fmt: skip
+    """Stage 3: T-GRPO on the recipe's ``tgrpo`` section; returns the metrics (also in metrics.json).
+
+    ``resume``: continue from the last checkpoint in ``05_tgrpo/checkpoints`` when there is one.
+    ``skip``: earlier stages not to merge (e.g. ``("fre", "vsft")`` for "direct T-GRPO").
+    ``manifest``: train clips (default: the recipe's, else SynthAct train). ``scorer``: the rewards'
+    Scorer (default: the module's). Other keyword arguments override GRPOConfig fields.
+    """
+    from reasonact.models import count_parameters
+    from reasonact.runs import STAGES, stage_dir, write_metrics
+    from reasonact.sft import last_checkpoint
+
+    cfg = recipe.tgrpo
+    out = stage_dir(run, STAGES["tgrpo"], recipe.profile)
+    trainer, info = build_trainer(recipe, out / "checkpoints", run, skip=skip, manifest=manifest, scorer=scorer,
+                                  callbacks=callbacks, disable_tqdm=not progress, **overrides)  # fmt: skip
+    model, processor, weights = trainer.model, trainer.processing_class, trainer.reward_weights.tolist()
+    held_out = (
+        eval_records(recipe, cfg.eval_clips) if cfg.eval_clips and not (manifest or cfg.manifest) else []
+    )
+    before = score_clips(model, processor, recipe, held_out, cfg.seed) if held_out else {}
+    ckpt = last_checkpoint(out / "checkpoints") if resume else None
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=ckpt)
+    seconds = time.time() - t0
+    after = score_clips(model, processor, recipe, held_out, cfg.seed) if held_out else {}
+
+    curve = _curve(trainer.state.log_history)
+    logged = [c for c in curve if "reward" in c]
+    steps = trainer.state.global_step
+    metrics = {
+        "stage": "tgrpo", "steps": steps, "resumed_from": ckpt, "train_seconds": round(seconds, 1),
+        "seconds_per_step": round(seconds / max(steps, 1), 3), "process_aware": cfg.process_aware,
+        "first_log": logged[0] if logged else {}, "last_log": logged[-1] if logged else {},
+        "before": before, "after": after, "curve": curve,
+        "data": {"file": str(info["file"]), "clips": len(info["rows"]), "eval_clips": len(held_out)},
+        "merged_adapters": [str(a) for a in info["adapters"]], "parameters": count_parameters(model),
+    }  # fmt: skip
+    if trainer.is_world_process_zero():
+        model.save_pretrained(out / "adapter", selected_adapters=["default"])  # not TRL's "ref" copy
+        card = {"stage": "tgrpo", "recipe": recipe.source, "profile": recipe.profile,
+                "model": recipe.model.name_or_path or ("tiny perception base" if recipe.model.use_base else "tiny random init"),
+                "tgrpo": dataclasses.asdict(cfg), "lora": dataclasses.asdict(recipe.model.lora),
+                "video": dataclasses.asdict(recipe.video), "reward_functions": trainer.reward_func_names,
+                "reward_weights": weights, "metrics": metrics}  # fmt: skip
+        (out / "model_card.json").write_text(json.dumps(card, indent=1, default=str) + "\n")
+        write_metrics(out, metrics)
+    return metrics

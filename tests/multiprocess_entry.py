@@ -1,0 +1,69 @@
+"""One rank of tests/test_multiprocess.py: ``reasonact train ...`` with two probes, launched by
+``accelerate launch --config_file configs/accelerate/cpu_gloo.yaml tests/multiprocess_entry.py train fre ...``.
+
+The command line is the CLI's own (``reasonact.cli.main``); the probes only watch:
+- the collator records the ``index`` of every example it batches (which examples each rank trained on);
+- a callback saves, at the end of training, this rank's adapter state (what ``save_pretrained`` writes),
+  its state at the start, the world size and the backend to ``$MP_PROBE_DIR/rank<R>.pt``.
+Under FSDP the parameters are shards between steps, so the weights are only recorded with DDP.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix, before transformers)
+
+# isort: split
+import torch
+import torch.distributed as dist
+from transformers import TrainerCallback
+
+import reasonact.sft as sft
+from reasonact import cli
+
+SEEN: list[list[int]] = []  # example indices of each micro-batch this rank collated, in order
+
+
+class RecordingCollator(sft.VideoCollator):
+    def __call__(self, examples):
+        SEEN.append([int(ex["index"]) for ex in examples])
+        return super().__call__(examples)
+
+
+def adapter_state(model) -> dict:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone().cpu() for k, v in get_peft_model_state_dict(model).items()}
+
+
+class Probe(TrainerCallback):
+    def __init__(self, out: Path, record_weights: bool):
+        self.out, self.record_weights, self.start = out, record_weights, None
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        if self.record_weights:
+            self.start = adapter_state(model)
+
+    def on_train_end(self, args, state, control, model=None, **kw):
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        probe = {
+            "rank": rank,
+            "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+            "backend": dist.get_backend() if dist.is_initialized() else None,
+            "steps": state.global_step,
+            "model_class": type(model).__name__,  # FullyShardedDataParallel under FSDP, else the PeftModel
+            "batches": SEEN,
+            "start": self.start,
+            "end": adapter_state(model) if self.record_weights else None,
+        }
+        torch.save(probe, self.out / f"rank{rank}.pt")
+
+
+if __name__ == "__main__":
+    out = Path(os.environ["MP_PROBE_DIR"])
+    weights = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true"
+    train_stage = sft.train_stage
+    sft.VideoCollator = RecordingCollator  # train_stage builds its collator from this name
+    sft.train_stage = lambda *a, **kw: train_stage(*a, callbacks=[Probe(out, weights)], **kw)  # noqa: E731
+    sys.exit(cli.main(sys.argv[1:]))

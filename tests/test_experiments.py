@@ -1,0 +1,386 @@
+"""The paper's tables as experiments: config parsing and its errors, stage sharing and resume with a fake
+trainer / evaluator (seconds), the markdown table against hand-made results, and the real wiring
+(SFT + T-GRPO + run_eval on the tiny model) on a few steps."""
+
+import json
+import math
+
+import pytest
+
+import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix)
+from reasonact import experiment_tables as xt
+from reasonact.eval_metrics import mean_std
+from reasonact.experiments import Experiment, ExperimentConfigError, load_table
+from reasonact.runs import STAGES, prior_adapters
+
+TABLE = """
+title: Test table
+baseline: base
+paper_columns: [HMDB51]
+rows:
+  - {name: base, label: Base, stages: [], paper: [50.0]}
+  - {name: sft, label: FRE + V-SFT, stages: [fre, vsft], paper: [60.0]}
+  - {name: full, label: Full, stages: [fre, vsft, tgrpo]}
+  - name: nofmt
+    label: No format
+    stages: [fre, vsft, {stage: tgrpo, set: {tgrpo.weights.format: 0.0}}]
+  - {name: again, label: Full again, stages: [fre, vsft, tgrpo]}
+  - {name: direct, label: Direct V-SFT, stages: [vsft]}
+"""
+
+
+def write(tmp_path, text, name="t.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---- parsing -------------------------------------------------------------------------------------------
+
+
+def test_shipped_tables_parse_and_share_stages(tmp_path):
+    t1, t2 = load_table("table1"), load_table("table2")
+    assert [r.name for r in t1.select()] == ["baseline", "fre", "vsft", "tgrpo", "full"]  # video_r1: optional
+    assert [r.name for r in t1.select(["video_r1"])] == ["video_r1"]
+    assert len(t2.select()) == 13 and t2.baseline == "baseline"
+    plan1 = {p["row"]: p for p in Experiment(t1, "tiny", root=tmp_path).plan()}
+    plan2 = {p["row"]: p for p in Experiment(t2, "tiny", root=tmp_path).plan()}
+    keys = lambda p: [s["key"] for s in p["stages"]]  # noqa: E731
+    # One FRE -> V-SFT under every T-GRPO row; the rows the paper lists with the same numbers are one chain.
+    prefix = keys(plan2["fre_vsft"])
+    assert all(
+        keys(plan2[r])[:2] == prefix for r in ("complete", "no_temporal", "no_subaction", "library_25")
+    )
+    assert plan2["complete"]["eval"] == plan2["full_reward"]["eval"] == plan2["library_100"]["eval"]
+    assert keys(plan1["tgrpo"]) == keys(plan2["no_subaction"])
+    assert keys(plan1["full"]) == keys(plan2["complete"])
+    assert (
+        plan1["full"]["eval"] == plan2["complete"]["eval"]
+    )  # same model, same clips: evaluated once for both
+    assert keys(plan2["direct_vsft"])[0] != prefix[1] and len(keys(plan2["direct_tgrpo"])) == 1
+    distinct = {k for p in plan2.values() for k in keys(p)}
+    assert len(distinct) == 2 + 1 + 1 + 7  # fre, vsft; direct vsft; direct tgrpo; 7 tgrpo variants
+    assert plan2["baseline"]["stages"] == [] and not plan2["baseline"]["eval_done"]
+    # the baseline row is always evaluated (the paired differences need it)
+    assert [p["row"] for p in Experiment(t1, "tiny", root=tmp_path).plan(["full"])] == ["baseline", "full"]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("- {name: a, stages: [sft]}", "row 'a' (#1): unknown stage 'sft'"),
+        (
+            "- {name: a, stages: [vsft, fre]}",
+            "row 'a' (#1): stages ['vsft', 'fre'] must be in curriculum order",
+        ),
+        (
+            "- {name: a, stages: [fre, fre]}",
+            "row 'a' (#1): stages ['fre', 'fre'] must be in curriculum order",
+        ),
+        (
+            "- {name: a, stages: [{stage: tgrpo, set: {vsft.max_steps: 3}}]}",
+            "row 'a' (#1), stage tgrpo: 'vsft.max_steps' is not in the tgrpo",
+        ),
+        (
+            "- {name: a, stages: [{stage: tgrpo, set: {tgrpo.max_stepz: 3}}]}",
+            "row 'a' (#1), stage tgrpo: unknown recipe key 'tgrpo.max_stepz'",
+        ),
+        (
+            "- {name: a, stages: [{stage: tgrpo, set: {tgrpo.weights.speed: 1}}]}",
+            "row 'a' (#1), stage tgrpo: 'tgrpo.weights.speed': unknown reward component",
+        ),
+        (
+            "- {name: a, stages: [{stage: vsft, set: {vsft.from_fre: false}}]}",
+            "row 'a' (#1), stage vsft: 'vsft.from_fre' may not be set",
+        ),
+        (
+            "- {name: a, stages: [{stage: fre, library_fraction: 0.5}]}",
+            "row 'a' (#1): library_fraction applies to the T-GRPO",
+        ),
+        (
+            "- {name: a, stages: [{stage: tgrpo, library_fraction: 0}]}",
+            "row 'a' (#1): library_fraction must be in",
+        ),
+        ("- {name: a, stages: [{stage: tgrpo, lr: 1}]}", "row 'a' (#1): unknown key 'lr'"),
+        ("- {name: a, stage: [fre]}", "row 'a' (#1): unknown key 'stage'"),
+        ("- {name: a}", "row 'a' (#1): 'stages' must be a list"),
+        ("- {label: x, stages: []}", "row #1: a row is a mapping with a 'name'"),
+        ("- {name: a, stages: []}\n  - {name: a, stages: [fre]}", "row 'a' (#2): the name is used twice"),
+        ("- {name: a, stages: [], paper: [x]}", "row 'a' (#1): 'paper' must be a list of numbers"),
+    ],
+)
+def test_bad_row_names_file_and_row(tmp_path, rows, message):
+    path = write(tmp_path, "rows:\n  " + rows + "\n")
+    with pytest.raises(ExperimentConfigError) as e:
+        load_table(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value), str(e.value)
+
+
+def test_bad_table_level_settings(tmp_path):
+    for text, msg in [
+        ("set: {eval.seeds: [1]}\nrows: [{name: a, stages: []}]", "'eval.seeds' may not be set"),
+        (
+            "set: {eval.tempreature: 0}\nrows: [{name: a, stages: []}]",
+            "unknown recipe key 'eval.tempreature'",
+        ),
+        ("baseline: b\nrows: [{name: a, stages: []}]", "no row 'b'"),
+        ("eval: {seeds: [1]}\nrows: [{name: a, stages: []}]", "eval: only 'clips_per_class'"),
+        (
+            "eval: {clips_per_class: 0}\nrows: [{name: a, stages: []}]",
+            "eval.clips_per_class must be a positive",
+        ),
+        ("rows: []", "'rows' must be a non-empty list"),
+        ("train_seeds: [1, x]\nrows: [{name: a, stages: []}]", "train_seeds must be a non-empty list"),
+        ("colour: red\nrows: [{name: a, stages: []}]", "unknown key 'colour'"),
+    ]:
+        path = write(tmp_path, text)
+        with pytest.raises(ExperimentConfigError, match=msg):
+            load_table(path)
+    with pytest.raises(ExperimentConfigError, match="table9.yaml: experiment table not found"):
+        load_table("table9")
+    with pytest.raises(ExperimentConfigError, match="no row 'nope'"):
+        load_table("table1").select(["nope"])
+
+
+def test_stage_overrides_keep_the_other_reward_weights(tmp_path):
+    exp = Experiment(load_table(write(tmp_path, TABLE)), "tiny", root=tmp_path)
+    node = exp.chain(exp.spec.row("nofmt"))
+    assert node.recipe.tgrpo.weights == {**exp.recipe.tgrpo.weights, "format": 0.0}
+    assert node.parent.recipe.tgrpo.weights == exp.recipe.tgrpo.weights  # only the stage's own recipe changes
+    assert [n.stage for n in node.lineage()] == ["fre", "vsft", "tgrpo"]
+    sft = exp.chain(exp.spec.row("sft"))
+    quiet = Experiment(
+        exp.spec, "tiny", {"vsft.logging_steps": 1, "vsft.eval_steps": 7, "vsft.save_steps": 3}
+    )
+    assert (
+        quiet.chain(exp.spec.row("sft")).key == sft.key
+    )  # logging and checkpoints do not change the weights
+    other = Experiment(exp.spec, "tiny", {"vsft.learning_rate": 1e-4}).chain(exp.spec.row("sft"))
+    assert other.key != sft.key and other.parent.key == sft.parent.key  # FRE is still shared
+    seeded = exp.chain(exp.spec.row("full"), train_seed=7)
+    assert seeded.recipe.tgrpo.seed == 7 and seeded.key != exp.chain(exp.spec.row("full")).key
+
+
+# ---- the runner with a fake trainer and evaluator -------------------------------------------------------
+
+
+class Fakes:
+    """Trainer: writes the stage's adapter and records what the run folder holds from earlier stages.
+    Evaluator: accuracy per seed = 0.1 x (adapters merged) + 0.01 x seed index (hand-computable)."""
+
+    def __init__(self, fail_on=None):
+        self.trained, self.evaluated, self.manifests, self.fail_on = [], [], [], fail_on
+
+    def train(self, stage, recipe, run, **kw):
+        if stage == self.fail_on:
+            raise RuntimeError(f"{stage} interrupted")
+        self.trained.append({"stage": stage, "run": run.name, "format_weight": recipe.tgrpo.weights["format"],
+                             "earlier": [p.parent.name for p in prior_adapters(run, stage)]})  # fmt: skip
+        adapter = run / STAGES[stage] / "adapter"
+        adapter.mkdir(parents=True)
+        (adapter / "adapter_config.json").write_text("{}")
+        return {"steps": 3, "train_seconds": 0.1}
+
+    def evaluate(self, recipe, run, stage, out, manifest, progress):
+        self.manifests.append(manifest)
+        from reasonact.eval_protocols import stage_adapters
+
+        n = len(stage_adapters(run, stage))
+        self.evaluated.append((stage, n))
+        acc = {s: 0.1 * n + 0.01 * i for i, s in enumerate(recipe.eval.seeds)}
+        stat = {**mean_std(acc.values()), "per_seed": acc}
+        cond = {"accuracy": stat, "format": stat, "subaction_recall": stat, "temporal_consistency": stat}
+        order = {
+            "labels": ["sit", "stand"],
+            "ordered": stat,
+            "shuffled": {**stat, "per_seed": {s: 0.5 for s in acc}},
+        }
+        return {"results": {"synthact_test": {"evaluated": 4, "skipped": {"count": 0}, "conditions": {"ordered": cond},
+                                              "order_only": order}}, "out": str(out)}  # fmt: skip
+
+
+def experiment(tmp_path, fakes, **kw):
+    return Experiment(load_table(write(tmp_path, TABLE)), "tiny", root=tmp_path / "xp", train=fakes.train,
+                      evaluate=fakes.evaluate, log=None, **kw)  # fmt: skip
+
+
+def test_shared_prefixes_are_trained_once_and_chains_merge_their_adapters(tmp_path):
+    fakes = Fakes()
+    table = experiment(tmp_path, fakes).run()
+    stages = [(t["stage"], t["earlier"]) for t in fakes.trained]
+    assert stages == [
+        ("fre", []),
+        ("vsft", ["03_fre"]),
+        ("tgrpo", ["03_fre", "04_video_sft"]),  # the links to the shared folders are merged
+        ("tgrpo", ["03_fre", "04_video_sft"]),  # nofmt: another key, same prefix
+        ("vsft", []),  # direct V-SFT: no FRE in its chain
+    ]
+    assert [t["format_weight"] for t in fakes.trained if t["stage"] == "tgrpo"] == [0.25, 0.0]
+    # full and again are the same chain: one evaluation; base, sft, full, nofmt, direct -> 5
+    assert sorted(fakes.evaluated) == [("base", 0), ("tgrpo", 3), ("tgrpo", 3), ("vsft", 1), ("vsft", 2)]
+    rows = {r["name"]: r for r in table["rows"]}
+    assert rows["again"]["keys"] == rows["full"]["keys"]
+    assert rows["full"]["accuracy"]["mean"] == pytest.approx(0.32)  # 0.3 + mean(0, .01, .02, .03, .04)
+    assert rows["full"]["delta"]["mean"] == pytest.approx(0.3) and rows["full"]["delta"][
+        "std"
+    ] == pytest.approx(0)
+    assert rows["direct"]["delta"]["mean"] == pytest.approx(0.1)
+    assert fakes.manifests == [None] * 5  # the whole test split (the protocol's default)
+    out = tmp_path / "xp" / "t_tiny"
+    assert {p.name for p in out.iterdir()} == {"table.md", "results.json", "accuracy.png"}
+    assert json.loads((out / "results.json").read_text())["rows"][2]["accuracy"]["mean"] == pytest.approx(
+        0.32
+    )
+
+
+def test_resume_skips_finished_rows_and_finishes_interrupted_ones(tmp_path):
+    broken = Fakes(fail_on="tgrpo")
+    with pytest.raises(RuntimeError, match="tgrpo interrupted"):
+        experiment(tmp_path, broken).run()
+    assert [t["stage"] for t in broken.trained] == ["fre", "vsft"] and len(broken.evaluated) == 2  # base, sft
+    fakes = Fakes()
+    first = experiment(tmp_path, fakes).run()
+    assert [t["stage"] for t in fakes.trained] == ["tgrpo", "tgrpo", "vsft"]  # only what was missing
+    assert len(fakes.evaluated) == 3
+    again = Fakes()
+    second = experiment(tmp_path, again).run()
+    assert again.trained == [] and again.evaluated == []  # nothing is retrained or re-evaluated
+    assert [r["accuracy"] for r in second["rows"]] == [r["accuracy"] for r in first["rows"]]
+    assert all(s["done"] for p in experiment(tmp_path, again).plan() for s in p["stages"])
+
+
+def test_clips_per_class_evaluates_a_stratified_subset(tmp_path):
+    from reasonact.data.manifest import read_manifest
+
+    fakes = Fakes()
+    whole = experiment(tmp_path, fakes).plan(["base"])[0]["eval"]
+    exp = experiment(tmp_path, fakes, clips_per_class=2)
+    assert exp.plan(["base"])[0]["eval"] != whole  # another evaluation, never mixed with the full one
+    exp.run(rows=["base"])
+    records = read_manifest(fakes.manifests[0])
+    labels = [r["label"] for r in records]
+    assert len(set(labels)) == 12 and all(labels.count(x) == 2 for x in set(labels))
+    assert {"sit", "stand"} <= set(labels)
+    again = Fakes()
+    experiment(tmp_path, again, clips_per_class=2).run(rows=["base"])
+    assert again.evaluated == []  # the subset's evaluation is reused too
+
+
+def test_training_seeds_pair_each_run_with_the_baseline(tmp_path):
+    fakes = Fakes()
+    table = experiment(tmp_path, fakes, train_seeds=[1, 2]).run(rows=["base", "sft"])
+    assert [t["stage"] for t in fakes.trained] == ["fre", "vsft", "fre", "vsft"]
+    assert len(fakes.evaluated) == 3  # the base is the same model for both training seeds
+    sft = table["rows"][1]
+    assert len(sft["accuracy"]["per_seed"]) == 10 and "1/1" in sft["accuracy"]["per_seed"]
+    assert sft["delta"]["mean"] == pytest.approx(0.2) and sft["train_seed_std"] == pytest.approx(0)
+
+
+def test_a_trainer_that_writes_no_adapter_is_an_error(tmp_path):
+    fakes = Fakes()
+    fakes.train = lambda stage, recipe, run, **kw: {}
+    with pytest.raises(RuntimeError, match="03_fre/adapter/adapter_config.json"):
+        experiment(tmp_path, fakes).run(rows=["sft"])
+
+
+# ---- the markdown table from hand-made results ----------------------------------------------------------
+
+
+def _run(row, accs, shuffled=None):
+    stat = lambda v: {"per_seed": dict(zip(["1", "11", "21"], v))}  # noqa: E731
+    metrics = {"accuracy": stat(accs), "format": stat([1.0, 1.0, 0.5]), "clips": 36}
+    if shuffled:
+        metrics["order_only"] = {"ordered": stat(accs), "shuffled": stat(shuffled)}
+    return {"row": row, "train_seed": None, "stages": [{"key": f"k-{row}", "seconds": 10.0}],
+            "eval": {"key": f"e-{row}", "seconds": 5.0, "metrics": metrics}}  # fmt: skip
+
+
+def test_markdown_table_against_hand_made_results(tmp_path):
+    spec = load_table(write(tmp_path, """
+title: Hand-made
+paper_columns: [HMDB51, UCF-101]
+rows:
+  - {name: b, group: Paradigm, label: Baseline, stages: [], paper: [49.3, 78.3]}
+  - {name: s, group: Paradigm, label: SFT, stages: [vsft], paper: [53.1, 82.5]}
+  - {name: t, group: Rewards, label: RL, stages: [tgrpo]}
+"""))  # fmt: skip
+    results = [
+        _run("b", [0.5, 0.6, 0.4], [0.5, 0.5, 0.5]),
+        _run("s", [0.7, 0.6, 0.8]),
+        _run("t", [0.5, 0.9, 0.4]),
+    ]
+    table = xt.build_table(spec, spec.select(), results)
+    text = xt.render_markdown(table)
+    lines = text.splitlines()
+    assert lines[0] == "# Hand-made"
+    assert "| Configuration | Accuracy (%) | Δ vs baseline (points, paired) | Format (%) |" in text
+    assert "| *Paradigm* |" in text and "| *Rewards* |" in text
+    # baseline: mean 50.0, std 10.0 (ddof 1); format mean 5/6
+    assert (
+        "| Baseline | 50.0 ± 10.0 | – | 83.3 ± 28.9 | – | – | 50.0 ± 10.0 | 50.0 ± 0.0 | 49.3 / 78.3 |"
+        in lines
+    )
+    # SFT: 70.0 ± 10.0; paired differences +20, 0, +40 -> +20.0 ± 20.0
+    assert "| SFT | 70.0 ± 10.0 | +20.0 ± 20.0 | 83.3 ± 28.9 | – | – | – | – | 53.1 / 82.5 (+3.8) |" in lines
+    # RL: 60.0 ± 26.5; differences 0, +30, 0 -> +10.0 ± 17.3; no paper numbers
+    assert "| RL | 60.0 ± 26.5 | +10.0 ± 17.3 | 83.3 ± 28.9 | – | – | – | – | – |" in lines
+    assert "| Configuration | 1 | 11 | 21 |" in text
+    assert "| SFT | 70.0 (+20.0) | 60.0 (+0.0) | 80.0 (+40.0) |" in lines
+    assert table["rows"][2]["accuracy"]["std"] == pytest.approx(math.sqrt(((0.1) ** 2 + 0.3**2 + 0.2**2) / 2))
+    assert table["compute_seconds"] == 3 * 10.0 + 3 * 5.0  # three stages, three evaluations
+    files = xt.write_outputs(table, tmp_path / "out")
+    assert (tmp_path / "out" / "table.md").read_text() == text and files["figure"].endswith("accuracy.png")
+
+
+# ---- the CLI -----------------------------------------------------------------------------------------
+
+
+def test_cli_dry_run_and_errors(tmp_path, capsys):
+    from reasonact.cli import main
+
+    assert main(["experiments", "table2", "--dry-run", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 13 and out[0].startswith("baseline: base | eval-")
+    bad = write(tmp_path, "rows:\n  - {name: oops, stages: [fre, fre]}\n")
+    assert main(["experiments", str(bad), "--dry-run"]) == 2
+    assert f"{bad}: row 'oops' (#1)" in capsys.readouterr().err
+    assert main(["experiments", "table1", "--rows", "nope", "--dry-run"]) == 2
+    assert "no row 'nope'" in capsys.readouterr().err
+
+
+# ---- the real trainers and evaluation, a few steps -----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_stages_end_to_end(tmp_path, capsys):
+    """FRE (2 steps on hand-written rows) -> T-GRPO (1 step) on the tiny model, evaluated with run_eval on
+    one test clip per class: the CLI writes the table, and a second invocation reuses everything."""
+    from reasonact.cli import main
+
+    fre = tmp_path / "fre.jsonl"
+    fre.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {i} + {i}?"},
+        {"role": "assistant", "content": f"<think>{i} and {i} make {2 * i}.</think><answer>{2 * i}</answer>"}]}) + "\n"
+        for i in range(8)))  # fmt: skip
+    table = write(tmp_path, "rows:\n  - {name: base, stages: []}\n  - {name: fre, stages: [fre]}\n"
+                            "  - {name: rl, stages: [fre, tgrpo]}\n")  # fmt: skip
+    args = ["experiments", str(table), "--root", str(tmp_path / "xp"), "--clips-per-class", "1", "--json",
+            "--set", f"fre.data={fre}", "--set", "fre.max_steps=2", "--set", "fre.per_device_train_batch_size=2",
+            "--set", "tgrpo.max_steps=1", "--set", "tgrpo.max_completion_length=8", "--set", "tgrpo.eval_clips=0",
+            "--set", "eval.max_new_tokens=8", "--set", "eval.seeds=[1, 11]", "--set", "eval.efficiency_clips=1"]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in result["rows"]}
+    assert rows["base"]["clips"] == [12] and set(rows["base"]["accuracy"]["per_seed"]) == {"1", "11"}
+    assert rows["base"]["order_shuffled"]["mean"] is not None  # sit and stand are among the clips
+    assert (tmp_path / "xp" / "t_tiny" / "table.md").read_text().startswith("# t (tiny profile)")
+    stages = tmp_path / "xp" / "_stages"
+    rl = stages / rows["rl"]["keys"][0][1]
+    assert (rl / "03_fre").is_symlink() and (rl / "05_tgrpo" / "adapter" / "adapter_config.json").is_file()
+    settings = json.loads(next((tmp_path / "xp" / "_evals").glob(f"{rows['rl']['keys'][0][2]}/*/eval_settings.json"))
+                          .read_text())  # fmt: skip
+    assert [a.split("/")[-2] for a in settings["adapters"]] == ["03_fre", "05_tgrpo"]
+    assert len(list(stages.iterdir())) == 2  # fre (shared by two rows) and tgrpo
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "trained before, reused" in err and "training" not in err and "evaluated before" in err
