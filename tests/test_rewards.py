@@ -221,6 +221,11 @@ def test_accuracy_needs_an_answer_block(scorer):
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=["jump", "sit"])
 def test_rewards_move_the_right_way(scorer, case):
+    assert_moves_the_right_way(scorer, case)
+
+
+def assert_moves_the_right_way(scorer, case):
+    """The ordering checks on CASES[case] (also run with the static encoder, test_static_embeddings)."""
     record, comps = CASES[case]
     names = list(comps)
     rows = dict(zip(names, reward_components(None, list(comps.values()), scorer=scorer, **cols(record, 4))))
@@ -236,13 +241,26 @@ def test_rewards_move_the_right_way(scorer, case):
     assert rows["wrong"]["accuracy"] == 0.0 and rows["good"]["accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("label", ["jump", "kick", "wave", "clap", "sit", "stand"])
+MINI_CLASSES = ["jump", "kick", "wave", "clap", "sit", "stand"]
+
+
+@pytest.mark.parametrize("label", MINI_CLASSES)
 def test_template_chains_rank_for_every_class(lib, scorer, label):
+    assert_template_chains_rank(lib, scorer, label)
+
+
+def template_chains(lib, label):
+    """(record, [good, shuffled, missing, wrong] template chains) for one class."""
     action = lib.resolve(label, "synthact")
     rec = examples.synthetic_record(action, jitter=0.3, seed=3)
     wrong = {"sit": "stand", "stand": "sit"}.get(label, "jump" if label != "jump" else "kick")
     kinds = ["good", "shuffled", "missing", "wrong"]
-    comps = [examples.example_completion(rec, action, k, seed=1, wrong_label=wrong) for k in kinds]
+    return rec, [examples.example_completion(rec, action, k, seed=1, wrong_label=wrong) for k in kinds]
+
+
+def assert_template_chains_rank(lib, scorer, label):
+    rec, comps = template_chains(lib, label)
+    kinds = ["good", "shuffled", "missing", "wrong"]
     total = [r["total"] for r in reward_components(None, comps, scorer=scorer, **cols(rec, 4))]
     assert total == sorted(total, reverse=True) and len(set(total)) == 4, dict(zip(kinds, total))
 

@@ -8,7 +8,8 @@ so that the next reward function on the same batch costs nothing.
 ``default_scorer()`` loads the committed library, its cached phrasing embeddings and the
 calibrated thresholds (calibrating, once, the datasets it meets and saving the thresholds with the
 cache). Tests and notebooks may build ``Scorer(library, index, encoder)`` themselves and pass it
-as ``scorer=`` to any reward function.
+as ``scorer=`` to any reward function. ``Scorer(model="minilm-static")`` detects with the static
+encoder distilled from MiniLM (``reasonact/static_embeddings.py``; its own index and thresholds).
 """
 
 from __future__ import annotations
@@ -101,13 +102,17 @@ class Scorer:
         cache_path: str | Path | None = None,
         cache_size: int = 4096,
         segments: str = SEGMENTS,
+        model: str | None = None,
     ):
+        """``model``: the sentence encoder when ``index`` is not given (``None``: the default
+        MiniLM; ``"minilm-static"``: the static encoder distilled from it; a local folder)."""
         if segments not in ("both", "leaves", "sentences"):
             raise ValueError("segments must be 'both', 'leaves' or 'sentences'")
         self.segments = segments
         self._library = library
         self._index = index
         self._encoder = encoder
+        self.model = model
         self._detector: Detector | None = None
         self.calibrate_missing = calibrate_missing
         self.cache_path = Path(cache_path) if cache_path else None
@@ -131,7 +136,7 @@ class Scorer:
             if self._index is None:
                 from reasonact.embeddings import build_index, cache_path
 
-                self._index = build_index(self.library)
+                self._index = build_index(self.library, self.model)
                 self.cache_path = self.cache_path or cache_path(self.library, self._index.model)
             self._detector = Detector(self._index, self._encoder)
         return self._detector

@@ -37,10 +37,12 @@ sub-actions the index has no phrasing for cannot be detected and are left out of
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -90,6 +92,25 @@ FILLERS = (
     "This sequence matches {label}.",
     "The whole clip shows {label}.",
 )
+
+
+_BLAS = None
+
+
+def one_blas_thread():
+    """Context in which numpy's BLAS runs on one thread. Detection multiplies small matrices (a
+    completion's ~20 segments by a few hundred phrasings); with OpenBLAS's threads on the shared
+    2-core box they waited for each other: ``scores`` took 2.2 s of a 2.9 s batch of 64 at load 4.3,
+    0.03 s on one thread (bench/rewards.py, BENCHMARKS.md). No-op without threadpoolctl."""
+    global _BLAS
+    try:
+        if _BLAS is None:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = ThreadpoolController()
+        return _BLAS.limit(limits=1, user_api="blas")
+    except Exception:  # noqa: BLE001 - an optional speed-up, never a failure
+        return contextlib.nullcontext()
 
 
 @dataclass
@@ -163,7 +184,8 @@ class Detector:
             return out
         rows = [self.rows[names[j]] for j in known]
         offsets = np.cumsum([0] + [len(r) for r in rows[:-1]])
-        sim = emb @ self.index.matrix[np.concatenate(rows)].T
+        with one_blas_thread():
+            sim = emb @ self.index.matrix[np.concatenate(rows)].T
         out[:, known] = np.maximum.reduceat(sim, offsets, axis=1)
         return out
 
@@ -223,9 +245,32 @@ def first_mentions(detections: list[Detection]) -> dict[str, int]:
 
 
 def normalized_tau(x: list[float], y: list[float]) -> float | None:
-    """(Kendall's tau-b + 1) / 2 in [0, 1]; None when undefined (fewer than 2 points, constant)."""
+    """(Kendall's tau-b + 1) / 2 in [0, 1]; None when undefined (fewer than 2 points, constant).
+
+    tau-b depends only on the two rankings (ties included), so scipy is called once per pair of
+    dense rankings and memoised: a batch repeats the same few orderings, and scipy's per-call
+    overhead (~1 ms) was a fifth of a batch's CPU time with the static encoder."""
     if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
+    try:
+        if all(np.isfinite(v) for v in (*x, *y)):
+            return _tau_of_ranks(_dense_ranks(x), _dense_ranks(y))
+    except TypeError:
+        pass
+    return _tau(x, y)
+
+
+def _dense_ranks(v) -> tuple[int, ...]:
+    pos = {u: i for i, u in enumerate(sorted(set(v)))}
+    return tuple(pos[u] for u in v)
+
+
+@lru_cache(maxsize=8192)
+def _tau_of_ranks(rx: tuple[int, ...], ry: tuple[int, ...]) -> float | None:
+    return _tau(rx, ry)
+
+
+def _tau(x, y) -> float | None:
     tau = kendalltau(x, y).statistic
     if tau is None or not np.isfinite(tau):
         return None
