@@ -106,7 +106,6 @@ class TrainConfig:
     max_steps: int = -1
     warmup_ratio: float = 0.03
     lr_scheduler_type: str = "cosine"
-    max_length: int = 2048
     save_steps: int = 200
     logging_steps: int = 10
     seed: int = 42

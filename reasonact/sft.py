@@ -35,10 +35,9 @@ class VideoCollator:
     learn to emit ``<|video_pad|>``).
     """
 
-    def __init__(self, processor, max_length: int | None = None):
+    def __init__(self, processor):
         self.processor = processor
         tok = processor.tokenizer
-        self.max_length = max_length
         self.header = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
         self.im_end = tok.convert_tokens_to_ids("<|im_end|>")
         self.vision_ids = torch.tensor([tok.convert_tokens_to_ids(t) for t in VISION_TOKENS])
