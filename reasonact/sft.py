@@ -395,10 +395,11 @@ def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 
     from reasonact.evaluate import decoding_kwargs, generate_batch
     from reasonact.rewards.basic import format_ok, is_correct
     from reasonact.rewards.parse import parse
+    from reasonact.tgrpo_run import spread
     from reasonact.video import read_video
 
     records = read_manifest(ensure_dataset(recipe)["manifests"][split])
-    records = records[:clips] if clips else records
+    records = spread(records, clips) if clips else records  # the manifest is grouped by class
     videos = [read_video(r["video"], recipe.video.num_frames, recipe.video.size) for r in records]
     fmt = recipe.teacher.format
 

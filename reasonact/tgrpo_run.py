@@ -103,7 +103,11 @@ def eval_records(recipe, n: int) -> list[dict]:
     from reasonact.data.manifest import read_manifest
     from reasonact.data.synthact import ensure_dataset
 
-    records = read_manifest(ensure_dataset(recipe)["manifests"]["val"])
+    return spread(read_manifest(ensure_dataset(recipe)["manifests"]["val"]), n)
+
+
+def spread(records: list[dict], n: int) -> list[dict]:
+    """``n`` records taken at even steps through the list (a manifest grouped by class -> every class)."""
     step = max(1, len(records) // max(n, 1))
     return records[::step][:n]
 

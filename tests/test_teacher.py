@@ -264,3 +264,24 @@ def test_model_teacher_with_the_tiny_model(tiny_model_dir, tmp_path):
         assert c.error is None and c.teacher.startswith("model:") and isinstance(c.text, str)
         assert not any(t in c.text for t in VISION_TOKENS)
     assert np.isfinite(len(chains[0].text))
+
+
+def test_concise_style_one_sentence_per_phase():
+    """The tiny profile's teacher style: "Frames a-b: the person ... (phase)." per phase, then the answer."""
+    import re
+
+    from reasonact.library import load_library
+    from reasonact.teacher import TemplateTeacher, phase_frames
+
+    lib = load_library()
+    rec = {"video": "x.mp4", "label": "jump", "dataset": "synthact", "fps": 10, "num_frames": 20,
+           "duration_s": 2.0, "phases": [{"name": n, "start_s": a, "end_s": b, "sub_actions": []}
+                                         for n, a, b in [("crouch", 0, .5), ("takeoff", .5, 1), ("flight", 1, 1.5),
+                                                         ("landing", 1.5, 2)]]}  # fmt: skip
+    text = TemplateTeacher(lib, style="concise").write(rec)
+    lines = re.findall(r"Frames (\d+)(?:-(\d+))?: the person [^()]+ \(([a-z ]+)\)\.", text)
+    assert [name for *_, name in lines] == [p["name"].replace("_", " ") for p in phase_frames(rec, lib)]
+    assert text.endswith("</think><answer>jump</answer>") and len(text.split()) < 80
+    assert TemplateTeacher(lib, style="concise", fmt="process").write(rec).startswith("<observation>Frames 1")
+    with pytest.raises(ValueError, match="style must be full or concise"):
+        TemplateTeacher(lib, style="terse")
