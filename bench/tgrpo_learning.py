@@ -1,6 +1,7 @@
 """Learning check of T-GRPO on the tiny profile: mean total reward and accuracy before/after (prints JSON).
 
-    python bench/tgrpo_learning.py --start-run runs/tiny --seeds 1 11 --steps 120
+    python bench/tgrpo_learning.py --start-run runs/tiny --seeds 42 1 --steps 120 --clips 96
+    python bench/tgrpo_learning.py ... --before-cache before.json --set tgrpo.learning_rate=1e-4   # one setting per call
 
 For each training seed, ``train_tgrpo`` runs into ``<out>/seed<N>`` from the start model: the recipe's
 base with the earlier adapters (FRE, V-SFT) of ``--start-run`` merged, when that run has them. Before
@@ -8,7 +9,8 @@ and after are scored on the SynthAct val clips (``--clips``, spread over the cla
 decoding (``recipe.eval``: temperature 0.7, top-p 0.9), one sampled completion per clip for each of
 ``--eval-seeds``; every number is mean ± std over those sampling seeds. The components are the rewards
 module's (``reward_components`` with the recipe's weights); ``total`` is their weighted sum (the
-temporal bonus is not part of it: it needs a shuffled group).
+temporal bonus is not part of it: it needs a shuffled group). ``--before-cache FILE`` keeps the start's
+scores between calls (reused when the start adapters, clips, sampling seeds and decoding are the same).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def main() -> None:
     ap.add_argument("--eval-seeds", type=int, nargs="+", default=[1, 11, 21])
     ap.add_argument("--out", default=None, help="folder for the runs (default: a temp folder)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--before-cache", default=None, help="JSON file that keeps the start's scores between calls"
+    )
     ap.add_argument("--set", nargs="*", default=[], help="recipe overrides, e.g. tgrpo.learning_rate=1e-4")
     a = ap.parse_args()
 
@@ -66,8 +71,18 @@ def main() -> None:
         return {k: [round(float(np.mean([r[k] for r in runs])), 4), round(float(np.std([r[k] for r in runs])), 4)]
                 for k in KEYS}  # fmt: skip
 
-    result = {"profile": recipe.profile, "start": [str(p) for p in start] or "base", "steps": a.steps,
-              "clips": len(records), "eval_seeds": a.eval_seeds, "before": score(start), "after": {}}  # fmt: skip
+    before_file = Path(a.before_cache) if a.before_cache else None
+    key = {"start": [str(p) for p in start] or "base", "clips": [r.get("path", r.get("video")) for r in records],
+           "eval_seeds": a.eval_seeds, "eval": str(recipe.eval)}  # fmt: skip
+    cached = json.loads(before_file.read_text()) if before_file and before_file.is_file() else None
+    if cached and cached.get("key") == json.loads(json.dumps(key, default=str)):
+        before = cached["before"]
+    else:
+        before = score(start)
+        if before_file:
+            before_file.write_text(json.dumps({"key": key, "before": before}, default=str))
+    result = {"profile": recipe.profile, "start": key["start"], "steps": a.steps, "set": a.set,
+              "clips": len(records), "eval_seeds": a.eval_seeds, "before": before, "after": {}}  # fmt: skip
     for seed in a.seeds:
         run = out / f"seed{seed}"
         for stage in ("fre", "vsft"):  # the start model's adapters, seen by train_tgrpo as earlier stages

@@ -93,6 +93,7 @@ def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: st
     ``runs/<run>/06_evaluation/<stage>``."""
     from reasonact.data.manifest import read_manifest
     from reasonact.models import model_path
+    from reasonact.rewards import scorer_for
     from reasonact.runs import run_dir, write_metrics
     from reasonact.video import iter_videos
 
@@ -109,6 +110,10 @@ def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: st
     src = model_path(recipe)
     settings = {"model": src, "model_fingerprint": fingerprint(src), "adapters": [str(a) for a in adapters],
                 "adapter_fingerprints": [fingerprint(a) for a in adapters]}  # fmt: skip
+    # the sub-action scores depend on the encoder (absent: the default MiniLM, as before the option existed)
+    if recipe.data.embedding_model:
+        settings["embedding_model"] = recipe.data.embedding_model
+    scorer = scorer or scorer_for(recipe.data.embedding_model)
     common = dict(num_frames=recipe.video.num_frames, size=recipe.video.size, fmt=recipe.teacher.format,
                   seeds=seeds, limit=limit, scorer=scorer, settings=settings, progress=progress)  # fmt: skip
     results = {}

@@ -121,6 +121,27 @@ def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt:
     return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)], counts, seconds
 
 
+def complete_clips(model, processor, videos: list[Video], decoding, fmt: str = "plain", seed: int = 0,
+                   batch_size: int = 8) -> list[str]:  # fmt: skip
+    """One completion per clip with ``decoding`` (an EvalConfig-like object; temperature 0 = greedy): the
+    quick checks' loop (the stages' before/after and learning curves; ``evaluate`` is the full one).
+    Eval mode, then the model's mode back; sampling on a forked RNG, so a training run's random stream
+    is untouched; batch ``i``'s samples depend only on ``(seed, i)`` and the batch."""
+    import torch
+
+    kw = decoding_kwargs(decoding, processor)
+    was_training, texts = model.training, []
+    model.eval()
+    try:
+        with torch.random.fork_rng():
+            for i in range(0, len(videos), batch_size):
+                torch.manual_seed(seed * 100_003 + i)
+                texts += generate_batch(model, processor, videos[i : i + batch_size], kw, fmt)[0]
+    finally:
+        model.train(was_training)
+    return texts
+
+
 # ---- files -----------------------------------------------------------------------------------------
 
 

@@ -97,6 +97,14 @@ def _arg(args, name, default):
     return getattr(args, name, default) if args is not None else default
 
 
+def mixed_precision(model) -> dict:
+    """SFTConfig's ``bf16`` / ``fp16``: bf16 autocast only on a GPU and only for a bf16 model. TRL's
+    SFTConfig turns bf16 on by default, also on a CPU, where it is slower and changes the tiny
+    profile's numbers (an fp32 model then trains with bf16 matmuls)."""
+    bf16 = torch.cuda.is_available() and next(model.parameters()).dtype == torch.bfloat16
+    return {"bf16": bool(bf16), "fp16": False}
+
+
 def train_sft(
     model,
     processor,
@@ -144,10 +152,7 @@ def train_sft(
         dataset_kwargs={"skip_prepare_dataset": True},
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
-        # mixed precision only where the model's dtype asks for it on a GPU; TRL's SFTConfig turns bf16
-        # autocast on by default, which on a CPU is slower and changes the tiny profile's numbers
-        bf16=torch.cuda.is_available() and next(model.parameters()).dtype == torch.bfloat16,
-        fp16=False,
+        **mixed_precision(model),
         dataloader_num_workers=0,
         **{"train_sampling_strategy": _arg(args, "train_sampling_strategy", "random"), **overrides},
     )
@@ -385,14 +390,14 @@ def train_vsft(recipe, run=None, **kw) -> dict:
 
 
 def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 12):
-    """``eval_fn`` for ``train_stage``: greedy answers on SynthAct ``split`` (the first ``clips``
-    clips, 0 = all), scored with the accuracy reward's normalisation. Greedy keeps the curve free of
+    """``eval_fn`` for ``train_stage``: greedy answers on SynthAct ``split`` (``clips`` clips spread
+    over the classes, 0 = all), scored with the accuracy reward's normalisation. Greedy keeps the curve free of
     sampling noise; the evaluation (``reasonact eval``) samples with the paper's decoding and seeds."""
     from types import SimpleNamespace
 
     from reasonact.data.manifest import read_manifest
     from reasonact.data.synthact import ensure_dataset
-    from reasonact.evaluate import decoding_kwargs, generate_batch
+    from reasonact.evaluate import complete_clips
     from reasonact.rewards.basic import format_ok, is_correct
     from reasonact.rewards.parse import parse
     from reasonact.tgrpo_run import spread
@@ -402,16 +407,10 @@ def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 
     records = spread(records, clips) if clips else records  # the manifest is grouped by class
     videos = [read_video(r["video"], recipe.video.num_frames, recipe.video.size) for r in records]
     fmt = recipe.teacher.format
+    greedy = SimpleNamespace(max_new_tokens=recipe.eval.max_new_tokens, temperature=0.0, top_p=1.0)
 
     def run(model, processor, step):
-        was_training = model.training
-        model.eval()
-        greedy = SimpleNamespace(max_new_tokens=recipe.eval.max_new_tokens, temperature=0.0, top_p=1.0)
-        kwargs = decoding_kwargs(greedy, processor)
-        texts = []
-        for i in range(0, len(videos), batch_size):
-            texts += generate_batch(model, processor, videos[i : i + batch_size], kwargs, fmt)[0]
-        model.train(was_training)
+        texts = complete_clips(model, processor, videos, greedy, fmt, batch_size=batch_size)
         correct = [is_correct(parse(t).answer, r["label"], r.get("dataset")) for t, r in zip(texts, records)]
         return {
             "accuracy": float(np.mean(correct)),
@@ -445,6 +444,19 @@ def text_answers(
         ]
     model.train(was_training)
     return out
+
+
+def fre_held_out(recipe, train_rows: list[dict], n: int = 48) -> tuple[list[dict], int]:
+    """``n`` generated FRE tasks for a before/after check: HMDB51 actions, from a task seed 1000 away from
+    the training data's. Returns ``(tasks, overlap)``, ``overlap`` = how many of their prompts also occur
+    in ``train_rows`` (the generator can repeat a short prompt; reported, not hidden)."""
+    from reasonact.data.reasoning_tasks import generate_tasks
+    from reasonact.library import load_library
+
+    actions = [a for a in load_library(recipe.data.library_dir) if a.dataset == "hmdb51"]
+    tasks = generate_tasks(n, actions=actions, seed=recipe.fre_data.seed + 1000)
+    seen = {json.dumps(r["messages"][0]) for r in train_rows}
+    return tasks, sum(json.dumps(r["messages"][0]) in seen for r in tasks)
 
 
 def fre_accuracy(model, processor, rows: list[dict]) -> dict:

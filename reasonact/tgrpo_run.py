@@ -116,43 +116,24 @@ def score_clips(model, processor, recipe, records: list[dict], seed: int = 0, ba
     """Generate one completion per clip with the paper's decoding (``recipe.eval``; evaluate.py) and score
     it with the rewards module: mean of each component, of the weighted total (recipe weights) and
     accuracy. This is the before/after check of the stage, not the full evaluation (``reasonact eval``)."""
-    import torch
+    from reasonact.evaluate import complete_clips
+    from reasonact.rewards import reward_components, scorer_for
+    from reasonact.video import read_video
 
-    from reasonact.evaluate import decoding_kwargs
-
-    fmt = "process" if recipe.tgrpo.process_aware else "plain"
-    kw = decoding_kwargs(recipe.eval, processor)
-    was_training = model.training
-    model.eval()
-    with torch.random.fork_rng():  # sampling here must not change the training run's random stream
-        rows = _score_batches(model, processor, recipe, records, seed, batch_size, kw, fmt)
-    model.train(was_training)
+    cfg, n = recipe.tgrpo, recipe.video.num_frames
+    videos = [read_video(r["video"], n, recipe.video.size) for r in records]
+    fmt = "process" if cfg.process_aware else "plain"
+    texts = complete_clips(model, processor, videos, recipe.eval, fmt, seed, batch_size)
+    cols = {
+        k: [r.get(k) for r in records]
+        for k in ("label", "dataset", "phases", "fps", "num_frames", "duration_s")
+    }
+    rows = reward_components(None, texts, weights=cfg.weights, process_aware=cfg.process_aware,
+                             scorer=scorer_for(recipe.data.embedding_model), num_sampled_frames=[n] * len(records), **cols)  # fmt: skip
     out = {"clips": len(rows), "seed": seed}
     for key in rows[0] if rows else ():
         out[key] = round(float(np.mean([r[key] for r in rows])), 4)
     return out
-
-
-def _score_batches(model, processor, recipe, records, seed, batch_size, kw, fmt) -> list[dict]:
-    import torch
-
-    from reasonact.evaluate import generate_batch
-    from reasonact.rewards import reward_components
-    from reasonact.video import read_video
-
-    cfg, rows = recipe.tgrpo, []
-    for i in range(0, len(records), batch_size):
-        chunk = records[i : i + batch_size]
-        videos = [read_video(r["video"], recipe.video.num_frames, recipe.video.size) for r in chunk]
-        torch.manual_seed(seed * 100_003 + i)  # same clips, seed and batch -> same samples
-        texts, _, _ = generate_batch(model, processor, videos, kw, fmt)
-        cols = {
-            k: [r.get(k) for r in chunk]
-            for k in ("label", "dataset", "phases", "fps", "num_frames", "duration_s")
-        }
-        rows += reward_components(None, texts, weights=cfg.weights, process_aware=cfg.process_aware,
-                                  num_sampled_frames=[recipe.video.num_frames] * len(chunk), **cols)  # fmt: skip
-    return rows
 
 
 def _curve(history: list[dict]) -> list[dict]:
@@ -168,6 +149,7 @@ def build_trainer(recipe, output_dir: str | Path, run=None, *, skip=(), manifest
     import torch
 
     from reasonact.models import load_model
+    from reasonact.rewards import scorer_for
     from reasonact.runs import prior_adapters
     from reasonact.tgrpo import VideoGRPOTrainer, reward_setup
 
@@ -178,7 +160,7 @@ def build_trainer(recipe, output_dir: str | Path, run=None, *, skip=(), manifest
     adapters = prior_adapters(run, "tgrpo", recipe.profile, skip=skip)
     torch.manual_seed(cfg.seed)  # the fresh LoRA's initialisation
     model, processor = load_model(recipe, lora=True, adapters=adapters)
-    funcs, weights = reward_setup(cfg, scorer)
+    funcs, weights = reward_setup(cfg, scorer or scorer_for(recipe.data.embedding_model))
     args = grpo_config(recipe, output_dir, reward_weights=weights, **overrides)
     trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, processing_class=processor,
                                train_dataset=rows_dataset(rows), callbacks=callbacks,

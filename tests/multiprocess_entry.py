@@ -2,10 +2,13 @@
 ``accelerate launch --config_file configs/accelerate/cpu_gloo.yaml tests/multiprocess_entry.py train fre ...``.
 
 The command line is the CLI's own (``reasonact.cli.main``); the probes only watch:
-- the collator records the ``index`` of every example it batches (which examples each rank trained on);
+- SFT stages: the collator records the ``index`` of every example it batches (which examples each rank
+  trained on); T-GRPO: the trainer records the clip of every row of each generation batch;
 - a callback saves, at the end of training, this rank's adapter state (what ``save_pretrained`` writes),
   its state at the start, the world size and the backend to ``$MP_PROBE_DIR/rank<R>.pt``.
 Under FSDP the parameters are shards between steps, so the weights are only recorded with DDP.
+T-GRPO with ``MP_PARITY_REWARD=1``: the reward counts token ids of one parity (a dense signal the tiny
+model's 8-token completions get), so that the ranks have gradients to synchronise.
 """
 
 import os
@@ -66,4 +69,21 @@ if __name__ == "__main__":
     train_stage = sft.train_stage
     sft.VideoCollator = RecordingCollator  # train_stage builds its collator from this name
     sft.train_stage = lambda *a, **kw: train_stage(*a, callbacks=[Probe(out, weights)], **kw)  # noqa: E731
+
+    import reasonact.tgrpo as tgrpo
+
+    train_tgrpo, generate = tgrpo.train_tgrpo, tgrpo.VideoGRPOTrainer._generate_and_score_completions
+    tgrpo.train_tgrpo = lambda *a, **kw: train_tgrpo(*a, callbacks=[Probe(out, weights)], **kw)  # noqa: E731
+
+    def recording_generate(self, inputs):
+        SEEN.append([x["video"] for x in inputs])
+        return generate(self, inputs)
+
+    tgrpo.VideoGRPOTrainer._generate_and_score_completions = recording_generate
+    if os.environ.get("MP_PARITY_REWARD") == "1":
+
+        def parity(completions=(), completion_ids=(), **kw):
+            return [sum(t % 2 == 0 for t in ids) / max(len(ids), 1) for ids in completion_ids]
+
+        tgrpo.reward_setup = lambda cfg, scorer=None: ([parity], [1.0])
     sys.exit(cli.main(sys.argv[1:]))

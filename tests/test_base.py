@@ -131,6 +131,7 @@ def test_train_sft_three_steps_then_resumes(tiny_model_dir, tmp_path):
                         train_sampling_strategy="sequential", disable_tqdm=True)  # fmt: skip
     assert trainer.state.global_step == 3 and last_checkpoint(tmp_path / "run").endswith("checkpoint-3")
     assert seen == [2, 3]
+    assert not trainer.args.bf16 and not trainer.args.fp16  # fp32 on the CPU, not TRL's bf16 default
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 3 and all(np.isfinite(losses))
 

@@ -180,3 +180,57 @@ def test_two_cpu_processes_train_identical_adapters(tmp_path):
     for step in range(steps):
         got = [i for p in ranks for b in p["batches"][step * accum : (step + 1) * accum] for i in b]
         assert sorted(got) == list(range(step * per_step, (step + 1) * per_step)), (step, got)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_run_tgrpo(tmp_path):
+    """``reasonact train tgrpo`` under ``accelerate launch`` with 2 gloo processes: each rank generates for
+    whole prompt groups of its own clips, the ranks end with the same trained adapter, rank 0 saves it."""
+    from safetensors.torch import load_file
+
+    from reasonact.video import write_video
+    from tests.conftest import moving_square
+    from tests.test_tgrpo import JUMP_PHASES
+
+    world, g = 2, 2
+    run, probes = tmp_path / "run", tmp_path / "probes"
+    probes.mkdir()
+    lines = []
+    for i in range(4):
+        path = write_video(tmp_path / f"clip{i}.mp4", moving_square(num_frames=24, seed=i), fps=12)
+        lines.append({"video": str(path), "label": "jump", "dataset": "synthact", "split": "train", "fps": 12.0, "num_frames": 24,
+                      "duration_s": 2.0, "phases": JUMP_PHASES})  # fmt: skip
+    manifest = tmp_path / "manifest_train.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    sets = {"tgrpo.manifest": manifest, "tgrpo.num_generations": g, "tgrpo.shuffled_generations": 1,
+            "tgrpo.per_device_train_batch_size": 2, "tgrpo.steps_per_generation": 2, "tgrpo.max_steps": 2,
+            "tgrpo.max_completion_length": 8, "tgrpo.learning_rate": 1e-2, "tgrpo.logging_steps": 1,
+            "tgrpo.save_steps": 100, "tgrpo.eval_clips": 0}  # fmt: skip
+    cmd = [str(ACCELERATE), "launch", "--config_file", str(CONFIGS / "cpu_gloo.yaml"),
+           "--num_processes", str(world), "--main_process_port", str(free_port()),
+           str(REPO_ROOT / "tests" / "multiprocess_entry.py"),
+           "train", "tgrpo", "--profile", "tiny", "--run", str(run), "--json",
+           *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "MP_PROBE_DIR": str(probes), "MP_PARITY_REWARD": "1"}  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.stdout.count('"stage": "tgrpo"') == 1  # rank 0 alone prints the metrics
+
+    ranks = [torch.load(probes / f"rank{r}.pt") for r in range(world)]
+    assert [(p["rank"], p["world_size"], p["backend"]) for p in ranks] == [(0, 2, "gloo"), (1, 2, "gloo")]
+    assert all(p["steps"] == 2 for p in ranks)
+    # one generation batch per rank (2 steps x 2 completions): whole prompt groups, other clips than the other rank's
+    for p in ranks:
+        assert len(p["batches"]) == 1 and len(p["batches"][0]) == 4
+        rows = p["batches"][0]
+        assert all(len(set(rows[i : i + g])) == 1 for i in range(0, len(rows), g)), rows
+    assert not set(ranks[0]["batches"][0]) & set(ranks[1]["batches"][0])
+
+    end0, end1 = ranks[0]["end"], ranks[1]["end"]
+    assert end0.keys() == end1.keys() and end0
+    for k in end0:
+        assert torch.equal(end0[k], end1[k]), f"ranks differ on {k}: {(end0[k] - end1[k]).abs().max()}"
+    assert any(not torch.equal(end0[k], ranks[0]["start"][k]) for k in end0), "the adapter was not trained"
+    saved = load_file(run / "05_tgrpo" / "adapter" / "adapter_model.safetensors")
+    assert saved.keys() == end0.keys() and all(torch.equal(saved[k], end0[k]) for k in saved)

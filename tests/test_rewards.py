@@ -512,3 +512,14 @@ def test_reward_report_and_inspector(tmp_path, scorer):
     before = bars.value
     text.value = "<think>nothing</think><answer>jump</answer>"  # edit -> every reward recomputed
     assert bars.value != before and "mark" not in box.children[-1].children[1].value
+
+
+def test_scorer_for_a_recipe_encoder():
+    """``scorer_for(recipe.data.embedding_model)``: None is the module's default Scorer; a name gets one
+    Scorer of its own, reused (the encoder loads lazily, so nothing is built here)."""
+    from reasonact.rewards import default_scorer, scorer_for
+
+    assert scorer_for(None) is default_scorer()
+    static = scorer_for("minilm-static")
+    assert static.model == "minilm-static" and static is scorer_for("minilm-static")
+    assert static is not default_scorer()

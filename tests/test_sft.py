@@ -203,3 +203,24 @@ def test_cli_train_fre(run, capsys):
                  "--set", "fre.per_device_train_batch_size=2", "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["stage"] == "fre" and out["steps"] == 1
+
+
+def test_fre_held_out_tasks_count_their_overlap_with_training():
+    from reasonact.sft import fre_held_out
+
+    recipe = load_config("tiny")
+    tasks, overlap = fre_held_out(recipe, [], n=12)
+    assert len(tasks) == 12 and overlap == 0 and all(t.get("answer") for t in tasks)
+    again, overlap = fre_held_out(recipe, tasks[:5], n=12)
+    assert again == tasks and overlap >= 5  # same seed, same tasks; the 5 given as training rows overlap
+
+
+def test_mixed_precision_only_for_a_bf16_model_on_a_gpu(monkeypatch):
+    from reasonact.sft import mixed_precision
+
+    fp32, bf16 = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).to(torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert mixed_precision(bf16) == {"bf16": False, "fp16": False}  # CPU: never (TRL's default is on)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert mixed_precision(bf16) == {"bf16": True, "fp16": False}
+    assert mixed_precision(fp32) == {"bf16": False, "fp16": False}

@@ -33,7 +33,7 @@ from reasonact.rewards.functions import (
 )
 from reasonact.rewards.process import perception_reward, process_rewards, reasoning_reward
 from reasonact.rewards.report import score_file, score_records
-from reasonact.rewards.scorer import Scorer, default_scorer, set_default_scorer
+from reasonact.rewards.scorer import Scorer, default_scorer, scorer_for, set_default_scorer
 
 REWARDS = {
     "format": format_reward,
@@ -89,5 +89,6 @@ __all__ = [
     "reward_names",
     "score_file",
     "score_records",
+    "scorer_for",
     "set_default_scorer",
 ]

@@ -317,3 +317,16 @@ def default_scorer() -> Scorer:
 def set_default_scorer(scorer: Scorer | None) -> None:
     global _DEFAULT
     _DEFAULT = scorer
+
+
+_BY_MODEL: dict[str, Scorer] = {}
+
+
+def scorer_for(model: str | None) -> Scorer:
+    """The process-wide Scorer for a recipe's ``data.embedding_model``: ``None`` -> ``default_scorer()``
+    (MiniLM); ``"minilm-static"`` or a local encoder folder -> one Scorer per name, created on first use."""
+    if model is None:
+        return default_scorer()
+    if model not in _BY_MODEL:
+        _BY_MODEL[model] = Scorer(model=model)
+    return _BY_MODEL[model]
