@@ -93,10 +93,9 @@ def cmd_data_manifest(args) -> int:
 
 
 def cmd_model_build_tiny(args) -> int:
-    from reasonact.config import load_config, parse_overrides
     from reasonact.models import build_tiny_model, count_parameters
 
-    recipe = load_config(args.profile, parse_overrides(args.set))
+    recipe = _recipe(args)
     path = build_tiny_model(cfg=recipe.model.tiny, video_size=recipe.video.size, force=args.force)
     from transformers import AutoModelForImageTextToText
 
@@ -198,11 +197,10 @@ def cmd_rewards_score(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from reasonact.config import load_config, parse_overrides
     from reasonact.eval_metrics import fmt_pm
     from reasonact.eval_protocols import run_eval
 
-    recipe = load_config(args.config or args.profile, parse_overrides(args.set))
+    recipe = _recipe(args)
     result = run_eval(
         recipe,
         run=args.run,
@@ -252,9 +250,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from reasonact.config import load_config, parse_overrides
-
-    recipe = load_config(args.config or args.profile, parse_overrides(args.set))
+    recipe = _recipe(args)
     kw = dict(resume=not args.no_resume)
     if args.stage == "tgrpo":
         from reasonact.tgrpo import train_tgrpo
@@ -319,9 +315,8 @@ def cmd_experiments(args) -> int:
 
 def cmd_base(args) -> int:
     from reasonact.base import build_base, commit_copy, evaluate_base, find_base
-    from reasonact.config import load_config, parse_overrides
 
-    recipe = load_config(args.profile, parse_overrides(args.set))
+    recipe = _recipe(args)
     if args.base_command == "build":
         path = build_base(recipe, force=args.force, progress=not args.json)
         if args.commit:
@@ -338,6 +333,21 @@ def cmd_base(args) -> int:
     result = evaluate_base(path, recipe, per_class=args.per_class, level=args.level)
     _print_json(result)
     return 0
+
+
+def _recipe_options(p: argparse.ArgumentParser, example: str) -> None:
+    """The recipe options of every command that loads one: --profile or --config, and repeatable --set."""
+    p.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora")
+    p.add_argument("--config", default=None, help="recipe YAML file (instead of --profile)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"recipe override, e.g. {example}"
+    )
+
+
+def _recipe(args):
+    from reasonact.config import load_config, parse_overrides
+
+    return load_config(args.config or args.profile, parse_overrides(args.set))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -454,9 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a stage: fre (text reasoning), vsft (video CoT), tgrpo (RL)")
     tr.add_argument("stage", choices=["fre", "vsft", "tgrpo"])
-    tr.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora")
-    tr.add_argument("--config", default=None, help="recipe YAML file (instead of --profile)")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. vsft.max_steps=20")
+    _recipe_options(tr, "vsft.max_steps=20")
     tr.add_argument(
         "--run", default=None, help="run folder (default: runs/<profile>); reads 02_cot_generation"
     )
@@ -468,15 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval", help="evaluate a run's model (base + adapters up to --stage): accuracy, reasoning, latency"
     )
-    ev.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora")
-    ev.add_argument("--config", default=None, help="recipe YAML file (instead of --profile)")
-    ev.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="recipe override, e.g. eval.temperature=0",
-    )
+    _recipe_options(ev, "eval.temperature=0")
     ev.add_argument("--run", default=None, help="run folder (default: runs/<profile>)")
     ev.add_argument("--stage", default="base", choices=["base", "fre", "vsft", "tgrpo"])
     ev.add_argument(
@@ -509,11 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
         "experiments", help="the paper's Table 1 / Table 2: train every row (stages shared), evaluate"
     )
     xp.add_argument("table", help="table1 | table2 (configs/experiments/) or a table YAML file")
-    xp.add_argument("--profile", default="tiny", help="tiny | qwen2.5-vl-3b | qwen2.5-vl-3b-qlora")
-    xp.add_argument("--config", default=None, help="recipe YAML file (instead of --profile)")
-    xp.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every row"
-    )
+    _recipe_options(xp, "tgrpo.max_steps=20 (for every row)")
     xp.add_argument(
         "--rows", action="append", default=[], help="comma-separated row names (default: all but optional)"
     )
@@ -539,14 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="perception accuracy (vs the wrong-video control), linear probe, zero-shot accuracy"
     )
     for q in (bb, be):
-        q.add_argument("--profile", default="tiny")
-        q.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="recipe override, e.g. base.max_steps=1000",
-        )
+        _recipe_options(q, "base.max_steps=1000")
         q.add_argument("--json", action="store_true")
         q.set_defaults(func=cmd_base)
     bb.add_argument("--force", action="store_true", help="rebuild even if cached")
@@ -560,14 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
     msub = mo.add_subparsers(dest="model_command", required=True)
     b = msub.add_parser("build-tiny", help="build (or find in the cache) the tiny random-init Qwen2.5-VL")
-    b.add_argument("--profile", default="tiny")
-    b.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="recipe override, e.g. model.tiny.seed=1",
-    )
+    _recipe_options(b, "model.tiny.seed=1")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_model_build_tiny)

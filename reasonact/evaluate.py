@@ -2,7 +2,7 @@
 
     summary = evaluate(model, processor, records, "runs/tiny/06_evaluation/vsft/synthact_test",
                        recipe.eval, num_frames=16, size=56)
-    result = run_eval(recipe, run="runs/tiny", stage="vsft")      # what `reasonact eval` calls
+    result = eval_protocols.run_eval(recipe, run="runs/tiny", stage="vsft")   # what `reasonact eval` calls
 
 **Decoding** (recipe ``eval``): nucleus sampling with top-p 0.9 and the configured temperature (0:
 greedy), at most 256 new tokens, top-k off and no repetition penalty (whatever the checkpoint's
@@ -370,12 +370,3 @@ def measure_efficiency(model, processor, videos: list[Video], cfg, fmt: str = "p
             "new_tokens_per_clip": float(np.mean(toks)), "s_per_token": float(np.sum(secs) / max(1, sum(toks))),
             "peak_memory_bytes": int(peak), "memory_kind": kind, "parameter_bytes": int(params),
             "device": str(model.device)}  # fmt: skip
-
-
-def __getattr__(name: str):
-    """``run_eval`` and the protocols live in eval_protocols.py; importable from here as well."""
-    if name in ("run_eval", "protocol_manifests", "stage_adapters", "load_eval_model"):
-        from reasonact import eval_protocols
-
-        return getattr(eval_protocols, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

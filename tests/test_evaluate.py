@@ -398,3 +398,30 @@ def test_run_eval_stage_merges_adapters_and_compares_with_base(synthact, scorer,
     base, _ = load_eval_model(recipe)
     name = next(n for n, _ in base.named_parameters() if n.endswith("layers.0.self_attn.q_proj.weight"))
     assert not torch.equal(dict(merged.named_parameters())[name], dict(base.named_parameters())[name])
+
+
+def test_complete_clips_is_seeded_per_batch_and_leaves_the_caller_alone(tiny):
+    """The quick checks' loop: same seed -> same samples, whatever ran before; the caller's random
+    stream and the model's train/eval mode are as they were."""
+    import torch
+
+    from reasonact.evaluate import complete_clips
+
+    model, processor = tiny
+    rng = np.random.default_rng(0)
+    videos = [
+        Video(rng.integers(0, 255, (16, 56, 56, 3), dtype=np.uint8), list(range(16)), 8.0, 16, "noise.mp4")
+        for _ in range(3)
+    ]
+    cfg = EvalConfig(max_new_tokens=6, temperature=1.0, top_p=1.0)
+    model.train()
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = complete_clips(model, processor, videos, cfg, seed=5, batch_size=2)
+    assert torch.equal(torch.rand(1), expected_next)  # sampling did not consume the caller's stream
+    assert model.training  # mode restored
+    torch.manual_seed(999)  # a different outer state does not change the samples
+    assert complete_clips(model, processor, videos, cfg, seed=5, batch_size=2) == a
+    assert len(a) == 3 and complete_clips(model, processor, videos, cfg, seed=6, batch_size=2) != a
+    model.eval()

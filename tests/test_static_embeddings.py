@@ -16,11 +16,12 @@ from scipy.stats import spearmanr
 
 from reasonact import static_embeddings
 from reasonact.embeddings import build_index, cache_path, default_model_path, encode, load_encoder
-from reasonact.rewards import Scorer, examples, report
+from reasonact.rewards import Scorer, examples
 from reasonact.static_embeddings import build_static, static_path
 from tests.test_rewards import (
     CASES,
     MINI_CLASSES,
+    assert_detection_precision_recall,
     assert_moves_the_right_way,
     assert_template_chains_rank,
     cols,
@@ -176,9 +177,4 @@ def test_static_thresholds_are_calibrated_and_keyed_by_the_model(lib, built, sta
 
 
 def test_detection_precision_recall_with_the_static_encoder(static_scorer):
-    pr = report.detection_precision_recall(static_scorer)
-    print(
-        f"\nstatic encoder, {pr['sentences']} labelled sentences + {pr['negative_checks']} negative checks: "
-        f"precision {pr['precision']}, recall {pr['recall']}, F1 {pr['f1']}"
-    )
-    assert pr["precision"] >= 0.75 and pr["recall"] >= 0.75, pr
+    assert_detection_precision_recall(static_scorer, "static encoder")
