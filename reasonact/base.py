@@ -1,7 +1,7 @@
 """A tiny base model that can see: perception pretraining for the tiny profile (issue 10).
 
 A real VLM arrives pretrained; the tiny Qwen2.5-VL is random init and, trained on action labels
-alone, stays at chance (STACK_NOTES.md). Its stand-in for pretraining: describe the stick figure's
+alone, stays at chance (BENCHMARKS.md, "Tiny perception base"). Its stand-in for pretraining: describe the stick figure's
 body in every frame range, written from SynthAct's exact per-frame ground truth —
 
     frames 1-2: tall upright low straight straight straight two level still. frames 3-4: ...

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class TinyModelConfig:
-    """Sizes of the tiny Qwen2.5-VL built locally (random init). See STACK_NOTES.md."""
+    """Sizes of the tiny Qwen2.5-VL built locally (random init). See README, "Notes on the stack"."""
 
     vocab_size: int = 4096  # byte-level BPE trained on the project's own text
     text_hidden: int = 128
@@ -127,7 +127,7 @@ class BaseConfig:
     a real VLM arrives with. Trained on SynthAct body descriptions only, never on labels or phases."""
 
     # easy (large centred white figure): the only rendering the from-scratch vision tower learned from
-    # within the budget (STACK_NOTES.md; an easy->medium curriculum kept it near the text prior).
+    # within the budget (BENCHMARKS.md, "Tiny perception base"; an easy->medium curriculum kept it near the text prior).
     # Two or more levels: a curriculum from the first to the last (mix_* below).
     levels: list[str] = field(default_factory=lambda: ["easy"])
     mix_start: float = 0.15  # fraction of the steps that sees the first level only

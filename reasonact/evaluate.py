@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from reasonact import eval_metrics as em
+from reasonact.progress import progress as progress_bar
 from reasonact.video import Video, VideoDecodeError, read_video
 
 COMPLETIONS, SETTINGS, RESULTS = "completions.jsonl", "eval_settings.json", "results.json"
@@ -223,7 +224,6 @@ def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *,
     ``root``: the manifest's folder (clip keys are relative to it). Returns the summary that is also
     written to ``results.json`` (plus ``results.csv``, ``per_class.csv``, ``confusion_*.csv``)."""
     import torch
-    from tqdm.auto import tqdm
 
     from reasonact.rewards import default_scorer
 
@@ -248,7 +248,9 @@ def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *,
     scorer = scorer or default_scorer()
     model.eval()
     skipped, generated, bs = [], 0, max(1, int(cfg.batch_size))
-    for chunk in tqdm(range(0, len(records), bs), desc=name or "eval", unit="batch", disable=not progress):
+    for chunk in progress_bar(
+        range(0, len(records), bs), desc=name or "eval", unit="batches", enabled=progress
+    ):
         members = list(range(chunk, min(chunk + bs, len(records))))
         todo = {(cond, s): [i for i in members if (ids[i], s, cond) not in done and
                             (cond == "ordered" or records[i]["label"] in shuffle)]

@@ -170,7 +170,7 @@ def build_processor(tok, size: int):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     # min = max = size*size pixels: frames already resized to size x size pass through unchanged
-    # (the default floor of 128*28*28 pixels would upscale them, STACK_NOTES.md); no per-frame cap
+    # (the default floor of 128*28*28 pixels would upscale them, README, "Notes on the stack"); no per-frame cap
     # either, so the token count is exactly frames/2 * (size/28)^2.
     pixels = {"shortest_edge": size * size, "longest_edge": size * size}
     return Qwen2_5_VLProcessor(

@@ -1,12 +1,16 @@
-"""Figures for the notebooks: frame strips, phase timelines, clip galleries.
+"""Figures for the notebooks: frame strips, phase timelines, clip galleries, and ``show``.
 
-Every function returns a matplotlib Figure (or draws on the ``ax`` it is given) and never calls
-``plt.show``: notebooks display what they get back, batch runs save it. Figures are built with
-``matplotlib.figure.Figure`` rather than pyplot, so nothing is drawn twice in Jupyter and no
-global figure state leaks between cells.
+Every plotting function returns a matplotlib Figure (or draws on the ``ax`` it is given). Figures are
+built with ``matplotlib.figure.Figure`` rather than pyplot, so no global figure state leaks between
+cells. Such a figure is *not* displayed when a cell ends with it (Jupyter prints ``<Figure size ...>``)
+and ``plt.show()`` ignores it: notebooks call ``show(fig, path)``, which saves the figure and displays
+it as a PNG image, in JupyterLab and in the executed copies papermill writes.
 """
 
 from __future__ import annotations
+
+import io
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -14,6 +18,69 @@ from matplotlib.patches import Rectangle
 
 # Okabe-Ito: colour-blind safe, distinct in print
 PHASE_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999"]
+
+
+def show(fig, path: str | Path | None = None, dpi: int = 100) -> None:
+    """Display ``fig`` as a PNG image and save it to ``path`` (if given). Works for pyplot figures too
+    (pandas ``.plot``): those are closed afterwards, so the inline backend does not draw them twice.
+    Returns None, so a cell that ends with ``show(...)`` prints nothing else."""
+    from IPython.display import Image, display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(buf.getvalue())
+    display(Image(data=buf.getvalue(), format="png"))
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # a no-op for a figure pyplot does not manage
+
+
+def animation(clips, labels=(), fps: float = 8.0, height: int = 112) -> bytes:
+    """Clips (each (T, H, W, 3)) side by side as one looping animated GIF (bytes), a caption under each;
+    clips of different lengths hold their last frame. ``show_animation`` displays one."""
+    from PIL import Image, ImageDraw
+
+    clips = [np.asarray(c, np.uint8) for c in clips]
+    if not clips or any(c.ndim != 4 for c in clips):
+        raise ValueError("animation wants a list of clips shaped (T, H, W, 3)")
+    widths = [round(c.shape[2] * height / c.shape[1]) for c in clips]
+    caption = 16 if labels else 0
+    frames = []
+    for t in range(max(len(c) for c in clips)):
+        canvas = Image.new("RGB", (sum(widths) + 6 * (len(clips) - 1), height + caption), "white")
+        x = 0
+        for c, w, label in zip(clips, widths, list(labels) + [""] * len(clips)):
+            canvas.paste(Image.fromarray(c[min(t, len(c) - 1)]).resize((w, height)), (x, 0))
+            ImageDraw.Draw(canvas).text((x + 3, height + 2), str(label), fill="black")
+            x += w + 6
+        frames.append(canvas)
+    buf = io.BytesIO()
+    frames[0].save(
+        buf, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0
+    )
+    return buf.getvalue()
+
+
+def show_animation(
+    clips, labels=(), fps: float = 8.0, path: str | Path | None = None, height: int = 112
+) -> None:
+    """Display clips as a looping GIF (an ``<img>`` in an HTML output, which JupyterLab and nbconvert's
+    HTML both render) and save the GIF to ``path`` (if given)."""
+    import base64
+
+    from IPython.display import HTML, display
+
+    gif = animation(clips, labels, fps, height)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(gif)
+    display(
+        HTML(
+            f"<img alt='{', '.join(map(str, labels))}' src='data:image/gif;base64,{base64.b64encode(gif).decode()}'/>"
+        )
+    )
 
 
 def _new_ax(ax, figsize):

@@ -1,6 +1,6 @@
 """Prompts and model inputs: the chat messages every stage and the evaluation share.
 
-The completion format is ``<think>...</think><answer>...</answer>`` (DESIGN.md); the process-aware
+The completion format is ``<think>...</think><answer>...</answer>`` (README); the process-aware
 format adds a leading ``<observation>...</observation>``.
 """
 

@@ -6,7 +6,7 @@
 An example is a dict with ``messages`` (chat turns, the last one the assistant's answer) and, for
 video examples, ``frames`` ((N, H, W, 3) uint8, already sampled and resized) plus
 ``video_metadata`` (transformers' ``VideoMetadata``: fps, total frames, sampled indices — without it
-the processor assumes 24 fps and the temporal positions collapse, STACK_NOTES.md). Text-only
+the processor assumes 24 fps and the temporal positions collapse, README, "Notes on the stack"). Text-only
 examples (FRE) simply have no ``frames``.
 
 TRL's own VLM collator is image-only, so SFTTrainer gets this collator with
@@ -154,6 +154,9 @@ def train_sft(
         use_cpu=not torch.cuda.is_available(),
         **mixed_precision(model),
         dataloader_num_workers=0,
+        # load_model already enabled checkpointing when the recipe asks for it (model.gradient_checkpointing);
+        # TRL's SFTConfig would turn it on for every model, under a name transformers 5 warns about
+        activation_checkpointing=False,
         **{"train_sampling_strategy": _arg(args, "train_sampling_strategy", "random"), **overrides},
     )
 

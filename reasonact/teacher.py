@@ -3,7 +3,7 @@
     teacher = make_teacher("template", recipe)             # or "openai", "model"
     chains = teacher.generate(records)                     # manifest records -> list[Chain], same order
 
-A chain is a completion in the project's format (DESIGN.md): ``<think>…</think><answer>…</answer>``,
+A chain is a completion in the project's format (README, "Chains of thought"): ``<think>…</think><answer>…</answer>``,
 or with ``format="process"`` (VideoP2R) ``<observation>…</observation><think>…</think><answer>…</answer>``.
 Frame references ("frames 5-8") are 1-based numbers of the N frames the *student* sees (N =
 ``recipe.video.num_frames``, 16 as in the paper), sampled uniformly (``video.sample_indices``).
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from reasonact.library import Library, normalize_label
+from reasonact.progress import progress
 from reasonact.rewards.gt import ground_truth
 from reasonact.video import VideoDecodeError, read_video, sample_indices
 
@@ -456,14 +457,9 @@ class OpenAITeacher(Teacher):
         return self._chain(record, reply.text, cached=False, attempts=reply.attempts, usage=reply.usage)
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
-        from tqdm.auto import tqdm
-
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:  # the endpoint's concurrency limit
-            return list(
-                tqdm(
-                    pool.map(self.one, records), total=len(records), desc=self.name, disable=not self.progress
-                )
-            )
+            chains = pool.map(self.one, records)
+            return list(progress(chains, len(records), self.name, "chains", enabled=self.progress))
 
 
 class ModelTeacher(Teacher):

@@ -1,7 +1,7 @@
 """Stage 3, T-GRPO: TRL's GRPOTrainer made video-aware, plus Video-R1's shuffled-frame contrast.
 
 TRL 1.16's GRPOTrainer knows images, not video: frames reach generation but not the log-prob
-forwards, so the loss is silently computed without the video (STACK_NOTES.md). ``VideoGRPOTrainer``
+forwards, so the loss is silently computed without the video (README, "Notes on the stack"). ``VideoGRPOTrainer``
 replaces only the pieces that know images and leaves the rest to TRL (loss types, clipping, KL,
 reference model / disabled adapter, accelerate and DeepSpeed, metrics and ``report_to``):
 

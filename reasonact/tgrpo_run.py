@@ -90,7 +90,7 @@ def grpo_config(recipe, output_dir: str | Path, **overrides):
         logging_steps=cfg.logging_steps, report_to=list(cfg.report_to), log_completions=cfg.log_completions,
         use_vllm=cfg.use_vllm, seed=cfg.seed,
         bf16=cuda and m.dtype == "bfloat16", fp16=cuda and m.dtype == "float16",
-        gradient_checkpointing=m.gradient_checkpointing,
+        activation_checkpointing=m.gradient_checkpointing,  # transformers 5's name (the old one warns)
         disable_dropout=True,  # the ratio pi/pi_old must be exactly 1 on-policy; dropout would add noise
         remove_unused_columns=False,  # the video path and the reward columns must reach the trainer
         use_cpu=not cuda, dataloader_num_workers=0,

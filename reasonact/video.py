@@ -3,7 +3,7 @@
 ``read_video(path, num_frames=16, size=224)`` returns the sampled frames as a uint8 array
 ``(N, size, size, 3)`` and a ``transformers`` ``VideoMetadata`` (fps, total frames, sampled indices).
 Passing that metadata to the processor makes ``second_per_grid_ts`` right: without it the
-processor assumes 24 fps and collapses the temporal positions of a short clip (STACK_NOTES.md).
+processor assumes 24 fps and collapses the temporal positions of a short clip (README, "Notes on the stack").
 
 Frames are resized so the shorter side is ``size`` and centre-cropped to ``size x size``. The
 processor is built with a pixel budget of exactly ``size * size`` (models.build_processor), so

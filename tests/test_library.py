@@ -237,5 +237,15 @@ def test_timed_load_keeps_the_cache_and_its_thresholds(small_lib, tmp_path):
     index.thresholds = {"knee_flexion": 0.55}
     embeddings.save_index(index, embeddings.cache_path(small_lib, index.model, cache))
     times = embeddings.timed_load(small_lib, cache_dir=cache)
+    assert times["cache"] == "loaded" and times["first_load_s"] == index.build_seconds > 0
     assert times["first_load_s"] > times["cached_load_s"] > 0
     assert build_index(small_lib, cache_dir=cache).thresholds == {"knee_flexion": 0.55}
+
+
+def test_timed_load_builds_a_missing_cache_once(small_lib, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    times = embeddings.timed_load(small_lib, cache_dir=cache)
+    assert times["cache"] == "built now" and times["speedup"] > 1
+    monkeypatch.setattr(embeddings, "encode", lambda *a, **k: pytest.fail("a cached library was re-embedded"))
+    again = embeddings.timed_load(small_lib, cache_dir=cache)
+    assert again["cache"] == "loaded" and again["first_load_s"] == times["first_load_s"]

@@ -2,16 +2,27 @@
 
 They run in order into one run folder (as `make pipeline` does), since later notebooks read what
 earlier ones wrote. Each notebook is also executed by `reasonact run`, so this tests the runner too.
+Last, test_07 opens every executed notebook, exported to HTML, in headless Chromium (tests/browser.py).
 """
 
 import json
 
 import pytest
 
-from reasonact.config import load_config
+from reasonact.config import REPO_ROOT, load_config
 from reasonact.runner import run_notebooks
+from tests.browser import (
+    chromium,
+    export_html,
+    full_page_screenshot,
+    rendered_notebook_problems,
+    screenshot_output_image,
+)
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+# Executed notebooks outside the shared `run` folder (test_06 runs in its own), for test_07 to render
+EXECUTED = {}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +118,7 @@ def test_06_evaluation_on_its_own_run(tmp_path):
     ]
     xt.write_outputs(xt.build_table(spec, spec.select(), runs), tmp_path / "xp" / "t_tiny")
     run = tmp_path / "run"
+    EXECUTED["06"] = run / "notebooks" / "06_evaluation.ipynb"
     run_notebooks("tiny", run=run, start="06", end="06", params={"EXPERIMENTS": str(tmp_path / "xp")})
     m = _metrics(run, "06_evaluation")
     assert (m["stage"], m["source"], m["clips"]) == ("base", "evaluated here", len(CLASSES))
@@ -115,3 +127,46 @@ def test_06_evaluation_on_its_own_run(tmp_path):
     assert m["examples"]["wrong"] + m["examples"]["right"] >= 1 and m["experiment_tables"] == ["t_tiny"]
     for name in ("per_class.png", "confusion.png", "order_only.png"):
         assert (run / "06_evaluation" / name).is_file()
+
+
+# Output images (figures) each executed notebook must show at least, by notebook number
+MIN_IMAGES = {"00": 3, "01": 2, "02": 1, "03": 1, "04": 2, "05": 1, "06": 2}
+# stderr outputs a rendered notebook may show: name -> regex on the output's text. Empty on purpose: a
+# warning in a notebook is a bug to fix there. To accept one, name it and match it narrowly, e.g.
+#   "torch sdpa fallback": r"UserWarning: .*scaled_dot_product_attention",
+ALLOWED_STDERR: dict[str, str] = {}
+# The README's picture of notebook 00's decoded frames: the image output of the cell with this source
+FRAMES_CELL = ("00", "frame_strip(video.frames", REPO_ROOT / "figures" / "notebook00_frames.png")
+
+
+@pytest.mark.browser
+def test_07_notebooks_render_in_a_browser(run):
+    """Every notebook the tests above executed, exported to HTML (nbconvert, lab template) and opened in
+    headless Chromium, reads right: one <h1> (the title) and prose in paragraphs, not a heading per line;
+    figures as images that load (at least MIN_IMAGES of them), not `<Figure size ...>` reprs; no error
+    or stderr output (but ALLOWED_STDERR); no widget outputs, which a reopened notebook shows as "Error
+    displaying widget: model not found". Every failure names the notebook and the cell.
+
+    Full-page screenshots go to `run`/screenshots, and notebook 00's decoded frames to
+    figures/notebook00_frames.png (the README shows it).
+    """
+    books = {p.name[:2]: p for p in sorted((run / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    books |= {k: p for k, p in EXECUTED.items() if p.is_file()}
+    problems = [
+        f"notebook {key} was not executed in this session: run the whole file (test_{key}_... executes it)"
+        for key in sorted(set(MIN_IMAGES) - set(books))
+    ]
+    with chromium() as driver:
+        for key, notebook in sorted(books.items()):
+            html = export_html(notebook, run / "html")
+            problems += rendered_notebook_problems(
+                driver, html, notebook, MIN_IMAGES.get(key, 0), ALLOWED_STDERR
+            )
+            full_page_screenshot(driver, run / "screenshots" / f"{notebook.stem}.png")
+            if key == FRAMES_CELL[0]:
+                problem = screenshot_output_image(driver, html, notebook, FRAMES_CELL[1], FRAMES_CELL[2])
+                problems += [problem] if problem else []
+    assert not problems, (
+        f"{len(problems)} problem(s) in the rendered notebooks (HTML and screenshots under {run}):\n"
+        + "\n".join(problems)
+    )

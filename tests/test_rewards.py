@@ -7,7 +7,6 @@ once for the module, in a temp folder; nothing is downloaded (the model ships in
 import json
 import math
 
-import numpy as np
 import pytest
 
 from reasonact.embeddings import build_index, cache_path
@@ -492,31 +491,6 @@ def test_score_file(tmp_path, scorer):
     path.write_text('{"completion": "x", "label": "jump"}\n{oops\n')
     with pytest.raises(ValueError, match=":2:"):
         report.score_file(path, scorer=scorer)
-
-
-def test_reward_report_and_inspector(tmp_path, scorer):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from reasonact.widgets import reward_inspector, reward_report
-
-    record, comps = CASES[0]
-    frames = np.zeros((16, 32, 32, 3), np.uint8)
-    df, fig = reward_report(
-        dict(record, frames=frames),
-        list(comps.values()),
-        names=list(comps),
-        scorer=scorer,
-        path=tmp_path / "report.png",
-    )
-    assert list(df.index) == list(comps) and (tmp_path / "report.png").is_file()
-    assert df.loc["good", "total"] == max(df["total"])
-    box = reward_inspector([record], completions=list(comps.values()), names=list(comps), scorer=scorer)
-    text = next(c for c in box.children if type(c).__name__ == "Textarea")
-    bars = box.children[-1].children[0]
-    before = bars.value
-    text.value = "<think>nothing</think><answer>jump</answer>"  # edit -> every reward recomputed
-    assert bars.value != before and "mark" not in box.children[-1].children[1].value
 
 
 def test_scorer_for_a_recipe_encoder():

@@ -1,4 +1,4 @@
-"""HMDB51, UCF-101 and Kinetics-400 official splits -> clip manifests (DESIGN.md's contract).
+"""HMDB51, UCF-101 and Kinetics-400 official splits -> clip manifests (the manifest contract, ``data/manifest.py``).
 
     records, report = build_manifest("hmdb51", root="/data/hmdb51", splits="/data/testTrainMulti_7030_splits",
                                      fold=1, subset="test")

@@ -1,4 +1,4 @@
-"""The clip manifest: JSON lines, one clip each (DESIGN.md's contract).
+"""The clip manifest: JSON lines, one clip each (the contract every stage reads).
 
 Required keys: ``video`` (path, relative to the manifest's folder or absolute), ``label`` (the
 dataset's own spelling), ``dataset`` and ``split``. SynthAct clips add ``fps``, ``num_frames``,

@@ -12,7 +12,7 @@ picture, not the motion: the same seed gives the same timing and joint angles at
 (only limb proportions vary more at harder levels).
 
 - easy: a large, centred, thick white figure on black (what a from-scratch tiny VLM can learn,
-  STACK_NOTES.md); medium: random size, position and mirroring, still white on black;
+  BENCHMARKS.md); medium: random size, position and mirroring, still white on black;
   hard: small thin figures in random colours on textured noisy backgrounds, with camera shake.
 """
 
@@ -32,6 +32,7 @@ from PIL import Image
 
 from reasonact.data import figure as fig
 from reasonact.data.manifest import write_manifest
+from reasonact.progress import Progress
 from reasonact.video import write_video
 
 GENERATOR_VERSION = "1"  # bump when the same seed would render different clips (caches key on it)
@@ -370,9 +371,7 @@ def generate(out_dir: str | Path, clips_per_class: int, seed: int = 0, level: st
     tasks = [(out_dir, split, label, i, clip_seed(seed, split, label, i), level, size, library)
              for (split, _), n in zip(splits, counts) for label in classes for i in range(n)]  # fmt: skip
     t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(tasks), desc=f"SynthAct {level}", unit="clip", disable=not progress)
+    bar = Progress(len(tasks), f"SynthAct {level}", unit="clips", enabled=progress)
     records = []
     if workers == 1:
         for task in tasks:

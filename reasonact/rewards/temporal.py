@@ -103,7 +103,7 @@ def phase_mentions(segments: list[Segment], gt: GroundTruth) -> list[tuple[int, 
     return out
 
 
-def _leaf_detections(detections: list[Detection], segments: list[Segment]) -> list[Detection]:
+def leaf_detections(detections: list[Detection], segments: list[Segment]) -> list[Detection]:
     """Drop a sentence-level detection when a clause of the same sentence detects the same sub-action
     (the clause's frame span is the precise one)."""
     clause_hits = {
@@ -169,7 +169,7 @@ def c_bind(
 ) -> dict:
     spans: dict[int, list[tuple[int, int]]] = {}
     summaries = _summaries(segments, gt)
-    for d in _leaf_detections(detections, segments):
+    for d in leaf_detections(detections, segments):
         if segments[d.segment].sentence in summaries:
             continue
         p = gt.phase_of.get(d.name)
