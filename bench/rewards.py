@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
         choices=("minilm", "static"),
         default="minilm",
         help="minilm: the contextual all-MiniLM-L6-v2 (default); static: minilm-static, the token-vector "
-        "encoder distilled from it (reasonact/static_embeddings.py; built and cached on first use)",
+        "encoder distilled from it (reasonact/library/static.py; built and cached on first use)",
     )
     args = ap.parse_args(argv)
     if args.encoder == "static" and (args.quantize or args.max_seq_length):
@@ -144,8 +144,7 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from reasonact import embeddings
-    from reasonact.library import load_library
+    from reasonact.library import embeddings, load_library
     from reasonact.rewards import Scorer, total_reward
 
     if args.threads:
@@ -155,7 +154,7 @@ def main(argv=None) -> dict:
     t_build = time.perf_counter()
     encoder_build_s = None
     if args.encoder == "static":
-        from reasonact import static_embeddings
+        from reasonact.library import static as static_embeddings
 
         encoder = static_embeddings.build_static()  # loads the cached build, or builds it once
         encoder_build_s = round(time.perf_counter() - t_build, 2)

@@ -52,10 +52,9 @@ def main() -> None:
     import torch
 
     from reasonact.config import load_config, parse_overrides
-    from reasonact.models import load_model
-    from reasonact.runs import STAGES, prior_adapters
-    from reasonact.tgrpo import train_tgrpo
-    from reasonact.tgrpo_run import eval_records, score_clips
+    from reasonact.paths import STAGES, prior_adapters
+    from reasonact.train.tgrpo_stage import eval_records, score_clips, train_tgrpo
+    from reasonact.vlm import load_model
 
     if a.threads:
         torch.set_num_threads(a.threads)

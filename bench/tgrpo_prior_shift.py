@@ -42,11 +42,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    import reasonact.tgrpo as tgrpo
+    import reasonact.train.tgrpo as tgrpo
     from reasonact.config import load_config, parse_overrides
+    from reasonact.paths import STAGES
     from reasonact.rewards.parse import parse
-    from reasonact.runs import STAGES
-    from reasonact.tgrpo_run import build_trainer
+    from reasonact.train.tgrpo_stage import build_trainer
 
     torch.set_num_threads(a.threads)
     target = a.target.strip().lower().replace(" ", "_")

@@ -49,7 +49,7 @@ def build_3b_shaped(out: Path, size: int = 224) -> Path:
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from reasonact.models import SPECIAL_TOKENS, build_processor, build_tiny_model
+    from reasonact.data.tiny import SPECIAL_TOKENS, build_processor, build_tiny_model
 
     tok = AutoProcessor.from_pretrained(build_tiny_model(video_size=56)).tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
@@ -92,7 +92,7 @@ def main() -> None:
     import torch
 
     from reasonact.config import load_config, parse_overrides
-    from reasonact.tgrpo_run import build_trainer
+    from reasonact.train.tgrpo_stage import build_trainer
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -21,6 +21,25 @@ import os
 import sys
 
 import reasonact  # noqa: F401  (installs the CPU-torch torchvision fix before anything imports it)
+from reasonact.config import load_config, parse_overrides
+from reasonact.cot.filter import generate_cot
+from reasonact.cot.reasoning import build_fre_data
+from reasonact.data.benchmarks import build_manifest
+from reasonact.data.manifest import write_manifest
+from reasonact.data.synthact import generate, parse_splits
+from reasonact.data.tiny import build_tiny_model
+from reasonact.eval.experiments import Experiment, load_table
+from reasonact.eval.metrics import fmt_pm
+from reasonact.eval.protocols import run_eval
+from reasonact.library import coverage, load_library
+from reasonact.library.embeddings import build_index, cohesion, near_duplicates, similar_decompositions
+from reasonact.notebooks import NotebookFailed, run_notebooks
+from reasonact.rewards.report import score_file
+from reasonact.train.base import build_base, commit_copy, ensure_model
+from reasonact.train.base_eval import evaluate_base
+from reasonact.train.sft import accuracy_eval, train_stage
+from reasonact.train.tgrpo_stage import train_tgrpo
+from reasonact.vlm import count_parameters, find_base
 
 
 def _print_json(obj) -> None:
@@ -28,7 +47,6 @@ def _print_json(obj) -> None:
 
 
 def cmd_run(args) -> int:
-    from reasonact.runner import NotebookFailed, run_notebooks
 
     params = {"SEED": args.seed}
     try:
@@ -44,7 +62,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_data_synthact(args) -> int:
-    from reasonact.data.synthact import generate, parse_splits
 
     summary = generate(
         args.out,
@@ -66,8 +83,6 @@ def cmd_data_synthact(args) -> int:
 
 
 def cmd_data_manifest(args) -> int:
-    from reasonact.data.actions import build_manifest
-    from reasonact.data.manifest import write_manifest
 
     records, report = build_manifest(
         args.dataset,
@@ -93,7 +108,6 @@ def cmd_data_manifest(args) -> int:
 
 
 def cmd_model_build_tiny(args) -> int:
-    from reasonact.models import build_tiny_model, count_parameters
 
     recipe = _recipe(args)
     path = build_tiny_model(cfg=recipe.model.tiny, video_size=recipe.video.size, force=args.force)
@@ -106,7 +120,6 @@ def cmd_model_build_tiny(args) -> int:
 
 
 def cmd_library(args) -> int:
-    from reasonact.library import coverage, load_library
 
     lib = load_library(args.dir) if args.dir else load_library()
     if args.library_command == "stats":
@@ -116,8 +129,6 @@ def cmd_library(args) -> int:
     report = {"actions": len(lib), "coverage": coverage(lib)}
     missing = sum(len(c["missing"]) + len(c["alias_collisions"]) for c in report["coverage"].values())
     if not args.no_embed:
-        from reasonact.embeddings import build_index, cohesion, near_duplicates, similar_decompositions
-
         index = build_index(lib)
         report["cohesion"] = cohesion(lib, index)
         report["near_duplicates"] = near_duplicates(index)
@@ -144,8 +155,8 @@ def cmd_library(args) -> int:
 
 
 def cmd_cot_generate(args) -> int:
-    from reasonact.cot_filter import generate_cot
-
+    if args.teacher == "model":
+        ensure_model(load_config(args.profile), progress=not args.json)
     summary = generate_cot(
         args.manifest,
         args.out,
@@ -164,8 +175,6 @@ def cmd_cot_generate(args) -> int:
 
 
 def cmd_fre_data(args) -> int:
-    from reasonact.config import load_config
-    from reasonact.data.reasoning import build_fre_data
 
     summary = build_fre_data(load_config(args.profile), args.out)
     _print_json(summary) if args.json else print(f"FRE data -> {args.out}")
@@ -173,8 +182,6 @@ def cmd_fre_data(args) -> int:
 
 
 def cmd_rewards_score(args) -> int:
-    from reasonact.config import parse_overrides
-    from reasonact.rewards.report import score_file
 
     weights = {k: float(v) for k, v in parse_overrides(args.weight).items()} or None
     rows = score_file(args.input, weights=weights)
@@ -197,10 +204,8 @@ def cmd_rewards_score(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from reasonact.eval_metrics import fmt_pm
-    from reasonact.eval_protocols import run_eval
-
     recipe = _recipe(args)
+    ensure_model(recipe, progress=not args.json)
     result = run_eval(
         recipe,
         run=args.run,
@@ -251,14 +256,11 @@ def cmd_eval(args) -> int:
 
 def cmd_train(args) -> int:
     recipe = _recipe(args)
+    ensure_model(recipe, progress=not args.json)
     kw = dict(resume=not args.no_resume)
     if args.stage == "tgrpo":
-        from reasonact.tgrpo import train_tgrpo
-
         metrics = train_tgrpo(recipe, run=args.run, **kw)
     else:
-        from reasonact.sft import accuracy_eval, train_stage
-
         cfg = getattr(recipe, args.stage)
         eval_fn = (
             accuracy_eval(recipe, clips=cfg.eval_clips) if args.stage == "vsft" and not args.no_eval else None
@@ -280,8 +282,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_experiments(args) -> int:
-    from reasonact.config import parse_overrides
-    from reasonact.experiments import Experiment, load_table
 
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     rows = [r for item in args.rows or [] for r in item.split(",") if r]
@@ -314,7 +314,6 @@ def cmd_experiments(args) -> int:
 
 
 def cmd_base(args) -> int:
-    from reasonact.base import build_base, commit_copy, evaluate_base, find_base
 
     recipe = _recipe(args)
     if args.base_command == "build":
@@ -345,7 +344,6 @@ def _recipe_options(p: argparse.ArgumentParser, example: str) -> None:
 
 
 def _recipe(args):
-    from reasonact.config import load_config, parse_overrides
 
     return load_config(args.config or args.profile, parse_overrides(args.set))
 

@@ -65,7 +65,7 @@ class LoraConfig:
 class ModelConfig:
     name_or_path: str | None = None  # hub id or local folder; None -> the tiny model built locally
     # Tiny profile only (name_or_path null): start from the perception-pretrained base (issue 10,
-    # reasonact/base.py) instead of random init. false = the random-init "baseline of the baseline".
+    # reasonact/train/base.py) instead of random init. false = the random-init "baseline of the baseline".
     use_base: bool = True
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     dtype: str = "float32"  # float32 | bfloat16 | float16
@@ -123,7 +123,7 @@ class TrainConfig:
 
 @dataclass
 class BaseConfig:
-    """Perception pretraining of the tiny model (reasonact/base.py): the stand-in for the pretraining
+    """Perception pretraining of the tiny model (reasonact/train/base.py): the stand-in for the pretraining
     a real VLM arrives with. Trained on SynthAct body descriptions only, never on labels or phases."""
 
     # easy (large centred white figure): the only rendering the from-scratch vision tower learned from
@@ -160,7 +160,7 @@ class BaseConfig:
 
 @dataclass
 class CotFilterConfig:
-    """The quality filter of teacher chains (reasonact/cot_filter.py): rules, in the order they are checked."""
+    """The quality filter of teacher chains (reasonact/cot/filter.py): rules, in the order they are checked."""
 
     min_words: int = 25  # reasoning words (observation + think): fewer cannot name phases with their frames
     # The student generates at most 256 new tokens at evaluation (the paper's budget): a longer chain
@@ -174,7 +174,7 @@ class CotFilterConfig:
 
 @dataclass
 class TeacherConfig:
-    """CoT teachers (reasonact/teacher.py). The API key is never part of a recipe: it is read from the
+    """CoT teachers (reasonact/cot/teacher.py). The API key is never part of a recipe: it is read from the
     environment variable named by ``api_key_env``."""
 
     kind: str = "template"  # template (offline) | openai (any OpenAI-compatible endpoint) | model (local VLM)
@@ -208,7 +208,7 @@ class TeacherConfig:
 
 @dataclass
 class FreDataConfig:
-    """Stage 1 (FRE) text-reasoning data (reasonact/data/reasoning.py)."""
+    """Stage 1 (FRE) text-reasoning data (reasonact/cot/reasoning.py)."""
 
     # source -> share of the mixture. Sources: gsm8k, math, logiqa, reclor, commonsense_qa, strategyqa,
     # arc, openbookqa (the hub) and generated (offline tasks with verifiable answers).
@@ -223,7 +223,7 @@ class FreDataConfig:
 
 @dataclass
 class TGRPOConfig:
-    """Stage 3, T-GRPO on TRL's GRPOTrainer (reasonact/tgrpo.py). Paper: clip 0.2, KL 0.05, lr in
+    """Stage 3, T-GRPO on TRL's GRPOTrainer (reasonact/train/tgrpo.py). Paper: clip 0.2, KL 0.05, lr in
     1e-6..5e-5, batch 8..32. Batch sizes count *completions* (TRL's convention): one optimizer step sees
     ``per_device_train_batch_size`` completions, i.e. that divided by ``num_generations`` prompts."""
 
@@ -273,7 +273,7 @@ class TGRPOConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation (reasonact/evaluate.py): the paper's decoding and protocol.
+    """Evaluation (reasonact/eval/evaluate.py): the paper's decoding and protocol.
 
     The paper gives top-p 0.9, at most 256 new tokens and seeds {1, 11, 21, 31, 41}, but its
     temperature value is missing from the text ("Decoding uses temperature , top-p=0.9"). Five seeds

@@ -15,7 +15,7 @@ from reasonact.config import TinyModelConfig  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The tiny Qwen2.5-VL at 56 px, built once per test session into a temp folder."""
-    from reasonact.models import build_tiny_model
+    from reasonact.data.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", cfg=TinyModelConfig(), video_size=56)
 

@@ -22,7 +22,9 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-import reasonact.sft as sft
+import reasonact.train.sft as sft
+import reasonact.train.tgrpo as tgrpo
+import reasonact.train.tgrpo_stage as tgrpo_stage
 from reasonact import cli
 
 SEEN: list[list[int]] = []  # example indices of each micro-batch this rank collated, in order
@@ -68,12 +70,10 @@ if __name__ == "__main__":
     weights = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true"
     train_stage = sft.train_stage
     sft.VideoCollator = RecordingCollator  # train_stage builds its collator from this name
-    sft.train_stage = lambda *a, **kw: train_stage(*a, callbacks=[Probe(out, weights)], **kw)  # noqa: E731
+    cli.train_stage = lambda *a, **kw: train_stage(*a, callbacks=[Probe(out, weights)], **kw)  # noqa: E731
 
-    import reasonact.tgrpo as tgrpo
-
-    train_tgrpo, generate = tgrpo.train_tgrpo, tgrpo.VideoGRPOTrainer._generate_and_score_completions
-    tgrpo.train_tgrpo = lambda *a, **kw: train_tgrpo(*a, callbacks=[Probe(out, weights)], **kw)  # noqa: E731
+    train_tgrpo, generate = tgrpo_stage.train_tgrpo, tgrpo.VideoGRPOTrainer._generate_and_score_completions
+    cli.train_tgrpo = lambda *a, **kw: train_tgrpo(*a, callbacks=[Probe(out, weights)], **kw)  # noqa: E731
 
     def recording_generate(self, inputs):
         SEEN.append([x["video"] for x in inputs])
@@ -85,5 +85,5 @@ if __name__ == "__main__":
         def parity(completions=(), completion_ids=(), **kw):
             return [sum(t % 2 == 0 for t in ids) / max(len(ids), 1) for ids in completion_ids]
 
-        tgrpo.reward_setup = lambda cfg, scorer=None: ([parity], [1.0])
+        tgrpo_stage.reward_setup = lambda cfg, scorer=None: ([parity], [1.0])
     sys.exit(cli.main(sys.argv[1:]))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import reasonact  # noqa: F401  (first, as everywhere: it patches torchvision on CPU-only torch)
-from reasonact.data.actions import (
+from reasonact.data.benchmarks import (
     CLASSES_DIR,
     MAX_LISTED,
     MissingVideosError,

@@ -1,5 +1,5 @@
-"""The tiny base model's perception pretraining (reasonact/base.py) and the SFT plumbing it shares
-with FRE / V-SFT (reasonact/sft.py). Fast: no full build."""
+"""The tiny base model's perception pretraining (reasonact/train/base.py) and the SFT plumbing it shares
+with FRE / V-SFT (reasonact/train/sft.py). Fast: no full build."""
 
 import re
 
@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from reasonact import base
+from reasonact import paths, vlm
 from reasonact.config import TrainConfig, load_config, parse_overrides
 from reasonact.data import synthact as sa
-from reasonact.models import VISION_TOKENS
-from reasonact.sft import VideoCollator, last_checkpoint, train_sft
+from reasonact.train import base
+from reasonact.train.sft import VideoCollator, last_checkpoint, train_sft
+from reasonact.vlm import VISION_TOKENS
 
 
 def _forbidden_names() -> set[str]:
@@ -189,28 +190,32 @@ def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
     for override in ["base.learning_rate=0.01", "base.max_steps=7", "base.levels=[medium]", "video.size=112",
                      "model.tiny.seed=3"]:  # fmt: skip
         assert base.base_key(load_config("tiny", parse_overrides([override]))) != base.base_key(r), override
-    monkeypatch.setattr(sa, "GENERATOR_VERSION", "test-bump")
+    monkeypatch.setattr(paths, "GENERATOR_VERSION", "test-bump")
     assert base.base_key(r) != key
 
 
 def test_model_path_prefers_a_matching_committed_base(tmp_path, monkeypatch):
     import json
 
-    from reasonact.models import model_path
+    from reasonact.vlm import model_path
 
     committed = tmp_path / "tiny-base"
     committed.mkdir()
     (committed / "model.safetensors").write_bytes(b"")
-    monkeypatch.setattr(base, "COMMITTED_DIR", committed)
-    monkeypatch.setattr(base, "build_base", lambda *a, **k: pytest.fail("must not rebuild"))
+    monkeypatch.setattr(vlm, "COMMITTED_BASE_DIR", committed)
+    monkeypatch.setattr(vlm, "CACHE_DIR", tmp_path / "cache")
     r = load_config("tiny")
     (committed / "base_card.json").write_text(json.dumps({"key": base.base_key(r)}))
     assert model_path(r) == str(committed)
-    # another recipe: the committed copy does not match, so the base would be built
+    # another recipe: the committed copy does not match, and loading never builds one: a clear error
     other = load_config("tiny", parse_overrides(["base.max_steps=7"]))
-    assert base.find_base(other) is None or base.find_base(other) != committed
-    # use_base false: the random-init model, never the base
-    monkeypatch.setattr("reasonact.models.build_tiny_model", lambda **k: tmp_path / "random-init")
-    assert model_path(load_config("tiny", parse_overrides(["model.use_base=false"]))) == str(
-        tmp_path / "random-init"
-    )
+    with pytest.raises(FileNotFoundError, match="reasonact base build"):
+        model_path(other)
+    # use_base false: the random-init model, never the base; missing -> the command that builds it
+    random_init = load_config("tiny", parse_overrides(["model.use_base=false"]))
+    with pytest.raises(FileNotFoundError, match="reasonact model build-tiny"):
+        model_path(random_init)
+    folder = vlm.tiny_model_dir(random_init.model.tiny, random_init.video.size)
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    assert model_path(random_init) == str(folder)

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from reasonact.config import REPO_ROOT
-from reasonact.runner import KERNEL  # the kernel `make setup` registers in .venv
+from reasonact.notebooks import KERNEL  # the kernel `make setup` registers in .venv
 from tests.browser import WINDOW, chromium, jupyterlab
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_subaction_library.ipynb"
 SHOTS = REPO_ROOT / "runs" / "browser"
 FIGURE = REPO_ROOT / "figures" / "reward_inspector.png"
-# The inspector's DOM contract (reasonact/inspector.py adds these classes to its widgets)
+# The inspector's DOM contract (reasonact/viz/inspector.py adds these classes to its widgets)
 INSPECTOR = ".ra-inspector"
 PARTS = (".ra-legend", ".ra-scores", ".ra-detections", ".ra-timeline svg", ".ra-reasoning")
 NEW_COMPLETION = "<think>frames 1-4: the person stands still.</think><answer>wave</answer>"

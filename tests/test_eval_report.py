@@ -1,12 +1,12 @@
-"""Notebook 06's helpers (reasonact/eval_report.py) on hand-made evaluation results."""
+"""Notebook 06's helpers (reasonact/eval/report.py) on hand-made evaluation results."""
 
 import json
 
 import pytest
 
 import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix)
-from reasonact import eval_metrics as em
-from reasonact import eval_report as er
+from reasonact.eval import metrics as em
+from reasonact.eval import report as er
 
 W = {"accuracy": 1.0, "subaction": 0.5, "format": 0.25, "temporal_consistency": 0.5}
 
@@ -56,7 +56,7 @@ def test_tables_and_figures_from_a_summary(tmp_path):
 
 
 def test_latest_stage_and_experiment_tables(tmp_path):
-    from reasonact.runs import adapter_dir
+    from reasonact.paths import adapter_dir
 
     assert er.latest_stage(tmp_path) == "base"
     for stage in ("fre", "vsft"):

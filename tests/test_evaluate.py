@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix)
-from reasonact import eval_metrics as em
 from reasonact.config import EvalConfig
-from reasonact.evaluate import (
+from reasonact.eval import metrics as em
+from reasonact.eval.evaluate import (
     COMPLETIONS,
     EvalSettingsError,
-    decoding_kwargs,
     evaluate,
     read_completions,
     shuffled,
 )
 from reasonact.video import Video
+from reasonact.vlm import decoding_kwargs
 
 
 def row(clip, seed, label, acc, pred, tp=None, fp=None, fn=None, cond="ordered", **kw):
@@ -119,7 +119,7 @@ def test_write_tables(tmp_path):
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory):
-    from reasonact.embeddings import build_index, cache_path
+    from reasonact.library.embeddings import build_index, cache_path
     from reasonact.rewards import examples
     from reasonact.rewards.scorer import Scorer
 
@@ -361,9 +361,9 @@ def test_run_eval_stage_merges_adapters_and_compares_with_base(synthact, scorer,
     import torch
 
     from reasonact.config import load_config, parse_overrides
-    from reasonact.eval_protocols import run_eval, stage_adapters
-    from reasonact.models import load_model
-    from reasonact.runs import adapter_dir
+    from reasonact.eval.protocols import run_eval, stage_adapters
+    from reasonact.paths import adapter_dir
+    from reasonact.vlm import load_model
 
     recipe = load_config("tiny", parse_overrides(["eval.max_new_tokens=4", "eval.efficiency_clips=2"]))
     run = tmp_path / "run"
@@ -392,7 +392,7 @@ def test_run_eval_stage_merges_adapters_and_compares_with_base(synthact, scorer,
     )
     assert len(settings["adapter_fingerprints"]) == 2 and all(settings["adapter_fingerprints"])
     # the merged weights really differ from the base's (the adapters are not silently dropped)
-    from reasonact.eval_protocols import load_eval_model
+    from reasonact.eval.protocols import load_eval_model
 
     merged, _ = load_eval_model(recipe, stage_adapters(run, "vsft"))
     base, _ = load_eval_model(recipe)
@@ -405,7 +405,7 @@ def test_complete_clips_is_seeded_per_batch_and_leaves_the_caller_alone(tiny):
     stream and the model's train/eval mode are as they were."""
     import torch
 
-    from reasonact.evaluate import complete_clips
+    from reasonact.vlm import complete_clips
 
     model, processor = tiny
     rng = np.random.default_rng(0)

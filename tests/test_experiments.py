@@ -8,10 +8,10 @@ import math
 import pytest
 
 import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix)
-from reasonact import experiment_tables as xt
-from reasonact.eval_metrics import mean_std
-from reasonact.experiments import Experiment, ExperimentConfigError, load_table
-from reasonact.runs import STAGES, prior_adapters
+from reasonact.eval import tables as xt
+from reasonact.eval.experiments import Experiment, ExperimentConfigError, load_table
+from reasonact.eval.metrics import mean_std
+from reasonact.paths import STAGES, prior_adapters
 
 TABLE = """
 title: Test table
@@ -183,7 +183,7 @@ class Fakes:
 
     def evaluate(self, recipe, run, stage, out, manifest, progress):
         self.manifests.append(manifest)
-        from reasonact.eval_protocols import stage_adapters
+        from reasonact.eval.protocols import stage_adapters
 
         n = len(stage_adapters(run, stage))
         self.evaluated.append((stage, n))

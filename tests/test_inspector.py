@@ -1,4 +1,4 @@
-"""The reward inspector (reasonact/inspector.py): what it shows, that it re-scores, and that the timeline
+"""The reward inspector (reasonact/viz/inspector.py): what it shows, that it re-scores, and that the timeline
 lines up with the frames. The browser test (tests/test_browser.py) checks the same widget in JupyterLab."""
 
 import re
@@ -6,10 +6,11 @@ import re
 import numpy as np
 import pytest
 
-from reasonact import inspector
-from reasonact.embeddings import build_index, cache_path
+from reasonact.library.embeddings import build_index, cache_path
 from reasonact.rewards import examples
 from reasonact.rewards.scorer import Scorer
+from reasonact.rewards.temporal import leaf_detections
+from reasonact.viz import inspector, timeline
 from tests.test_rewards import CASES
 
 
@@ -57,20 +58,20 @@ def test_timeline_puts_frame_k_under_tick_k(scorer):
     placed by the frame cells it covers, and a detection at the frames the reasoning gives it."""
     record, comps = CASES[0]
     a = scorer.analyze([comps["good"]], **{k: [v] for k, v in record.items()})[0]
-    dets = inspector.leaf_detections(a.detections, a.parsed.segments)
-    shapes, width, _ = inspector._layout(a.gt, [("", dets)], frame_aspect=1.0)
+    dets = leaf_detections(a.detections, a.parsed.segments)
+    shapes, width, _ = timeline.layout(a.gt, [("", dets)], frame_aspect=1.0)
     n = a.gt.n_frames
-    assert width == n * inspector.SLOT
+    assert width == n * timeline.SLOT
     ticks = [s["x"] for s in shapes if s["kind"] == "line"]
-    assert ticks == [(k + 0.5) * inspector.SLOT for k in range(n)]
+    assert ticks == [(k + 0.5) * timeline.SLOT for k in range(n)]
     phase_rects = [s for s in shapes if s["kind"] == "rect"][: len(a.gt.phases)]
     for p, r in zip(a.gt.phases, phase_rects):
-        assert r["x"] == pytest.approx(inspector._slot_x(a.gt, p.start))
+        assert r["x"] == pytest.approx(timeline.slot_x(a.gt, p.start))
     assert phase_rects[0]["x"] == 0 and phase_rects[-1]["x"] + phase_rects[-1]["w"] == pytest.approx(width)
     first = next(d for d in dets if d.frames)
     bar = next(s for s in shapes if s["kind"] == "rect" and s["y"] > phase_rects[0]["y"] + 40)
-    assert bar["x"] == (first.frames[0][0] - 1) * inspector.SLOT
-    svg = inspector.timeline_svg(a.gt, [("", dets)], np.zeros((n, 20, 20, 3), np.uint8))
+    assert bar["x"] == (first.frames[0][0] - 1) * timeline.SLOT
+    svg = timeline.timeline_svg(a.gt, [("", dets)], np.zeros((n, 20, 20, 3), np.uint8))
     assert (
         svg.startswith(f"<svg viewBox='0 0 {width:.0f} ")
         and "width='100%'" in svg

@@ -3,9 +3,16 @@ import textwrap
 import numpy as np
 import pytest
 
-from reasonact import embeddings
-from reasonact.embeddings import build_index, cohesion, near_duplicates, similar_decompositions
-from reasonact.library import DATASETS, LibraryError, class_list, coverage, load_library, normalize_label
+from reasonact.library import (
+    DATASETS,
+    LibraryError,
+    class_list,
+    coverage,
+    embeddings,
+    load_library,
+    normalize_label,
+)
+from reasonact.library.embeddings import build_index, cohesion, near_duplicates, similar_decompositions
 
 GOOD = """
 dataset: hmdb51
@@ -249,3 +256,22 @@ def test_timed_load_builds_a_missing_cache_once(small_lib, tmp_path, monkeypatch
     monkeypatch.setattr(embeddings, "encode", lambda *a, **k: pytest.fail("a cached library was re-embedded"))
     again = embeddings.timed_load(small_lib, cache_dir=cache)
     assert again["cache"] == "loaded" and again["first_load_s"] == times["first_load_s"]
+
+
+def test_validate_reports_every_error_in_one_run(tmp_path):
+    """Three problems in two places (an action field, a phase-level unknown key, a phrasing list): one run
+    names them all, each with file, action, phase and field."""
+    bad = GOOD.replace("description: A jump.", "description: ''", 1)
+    bad = bad.replace("- name: flight", "- name: flight\n        colour: red", 1)
+    bad = bad.replace(
+        "knee_tuck: [tucks the knees up, pulls the legs under the body]", "knee_tuck: [tucks the knees up]", 1
+    )
+    assert bad.count("colour") == 1
+    with pytest.raises(LibraryError) as e:
+        load_library(_write(tmp_path, bad))
+    errors, path = e.value.errors, str(tmp_path / "bad" / "hmdb51.yaml")
+    assert len(errors) == 3 and all(err.startswith(path) and "action 'jump'" in err for err in errors)
+    assert any("field 'description'" in err for err in errors)
+    assert any("phases[1] (flight): unknown field(s) ['colour']" in err for err in errors)
+    assert any("phases[1] (flight): sub-action 'knee_tuck' needs at least 2" in err for err in errors)
+    assert str(e.value).startswith("3 problems in the sub-action library")

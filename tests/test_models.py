@@ -4,16 +4,16 @@ import pytest
 import torch
 
 from reasonact.config import LoraConfig, TinyModelConfig, load_config, parse_overrides
-from reasonact.models import (
+from reasonact.data.tiny import build_tiny_model
+from reasonact.prompts import encode_videos
+from reasonact.video import read_video
+from reasonact.vlm import (
     VISION_TOKENS,
     apply_lora,
-    build_tiny_model,
     load_model,
     lora_target_regex,
     vision_token_ids,
 )
-from reasonact.prompts import encode_videos
-from reasonact.video import read_video
 
 
 def _sha(path):

@@ -92,7 +92,7 @@ def test_accelerate_configs_are_valid():
 def test_lora_keeps_base_dtype_under_sharded_launch(monkeypatch):
     from transformers import AutoModelForImageTextToText
 
-    from reasonact.models import apply_lora, model_path
+    from reasonact.vlm import apply_lora, model_path
 
     recipe = load_config("tiny")
     src = model_path(recipe)

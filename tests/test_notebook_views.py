@@ -9,7 +9,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import reasonact  # noqa: F401  (installs the bitsandbytes log filter)
-from reasonact import plots, progress
+from reasonact import progress
+from reasonact.viz import plots
 
 
 def test_show_displays_a_png_and_saves_it(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from reasonact.config import REPO_ROOT, load_config
-from reasonact.runner import run_notebooks
+from reasonact.notebooks import run_notebooks
 from tests.browser import (
     chromium,
     export_html,
@@ -105,9 +105,9 @@ def test_05_tgrpo(run):
 def test_06_evaluation_on_its_own_run(tmp_path):
     """Notebook 06 alone (independent of notebooks 03-05): a fresh run has no adapter, so it evaluates the
     base on one test clip per class, and shows the experiment table it finds in EXPERIMENTS."""
-    from reasonact import experiment_tables as xt
     from reasonact.data.synthact import CLASSES
-    from reasonact.experiments import load_table
+    from reasonact.eval import tables as xt
+    from reasonact.eval.experiments import load_table
 
     spec_file = tmp_path / "t.yaml"
     spec_file.write_text("rows:\n  - {name: b, label: Base, stages: []}\n")

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from reasonact.chat_client import ChatClient, ChatError, Secret
-from reasonact.teacher import OpenAITeacher, make_teacher
+from reasonact.cot.chat_client import ChatClient, ChatError, Secret
+from reasonact.cot.teacher import OpenAITeacher, make_teacher
 
 KEY = "sk-test-0123456789abcdefghijSECRETxyz"
 CHAIN = (
@@ -211,7 +211,7 @@ def test_cache_hit_on_the_second_run(server, clips, tmp_path, monkeypatch):
     first = teacher(server, tmp_path).generate(clips[:3])
     assert len(server.requests) == 3 and not any(c.meta["cached"] for c in first)
     # a new teacher with the same cache: no request, no video decoding
-    import reasonact.teacher as T
+    import reasonact.cot.teacher as T
 
     monkeypatch.setattr(T, "read_video", lambda *a, **k: pytest.fail("a cache hit must not decode the video"))
     second = teacher(server, tmp_path).generate(clips[:3])

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from reasonact.config import load_config, parse_overrides
-from reasonact.data import reasoning as R
-from reasonact.data import reasoning_tasks as G
+from reasonact.cot import reasoning as R
+from reasonact.cot import reasoning_tasks as G
 from reasonact.rewards.basic import format_ok
 from reasonact.rewards.examples import mini_library
 
@@ -26,7 +26,7 @@ def check(ex, answer):
     assert format_ok(chain(ex)), chain(ex)
     assert chain(ex).endswith(f"<answer>{answer}</answer>")
     assert ex["answer"] == answer
-    assert question(ex).endswith(R.HINT)
+    assert question(ex).endswith(G.HINT)
     json.loads(ex["meta"])
     return ex
 

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from reasonact.embeddings import build_index, cache_path
+from reasonact.library.embeddings import build_index, cache_path
 from reasonact.rewards import (
     DEFAULT_WEIGHTS,
     REWARDS,

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reasonact.embeddings import EmbeddingIndex, build_index, encode, index_rows
+from reasonact.library.embeddings import EmbeddingIndex, build_index, index_rows
+from reasonact.library.encoders import encode
 from reasonact.rewards import RANGES, REWARDS, Scorer, contrast_bonus, examples, process_rewards
 
 SETTINGS = dict(

@@ -3,7 +3,7 @@ import json
 import nbformat
 import pytest
 
-from reasonact.runner import NotebookFailed, list_notebooks, run_notebooks
+from reasonact.notebooks import NotebookFailed, list_notebooks, run_notebooks
 
 
 def _nb(path, *cells):

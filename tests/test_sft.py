@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from reasonact.config import load_config
-from reasonact.sft import StageData, VideoCollator, read_jsonl, stage_examples, train_stage
+from reasonact.train.sft import StageData, VideoCollator, read_jsonl, stage_examples, train_stage
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from reasonact.cot_filter import generate_cot
-    from reasonact.data.reasoning_tasks import generate_tasks
+    from reasonact.cot.filter import generate_cot
+    from reasonact.cot.reasoning_tasks import generate_tasks
     from reasonact.data.synthact import generate
     from reasonact.library import load_library
 
@@ -81,7 +81,7 @@ def test_damaged_video_rows_are_skipped_and_counted(run, tmp_path):
 
 
 def test_fre_labels_cover_only_the_answer(run):
-    from reasonact.models import load_model
+    from reasonact.vlm import load_model
 
     data, _ = stage_examples(recipe(), "fre", run)
     _, processor = load_model(recipe(), lora=False)
@@ -96,7 +96,7 @@ def _train_recording(r, stage, run, stop_at=None, resume=True):
     """train_stage with the collator recorded; ``stop_at``: interrupt after that optimizer step."""
     from transformers import TrainerCallback
 
-    import reasonact.sft as sft
+    import reasonact.train.sft as sft
 
     seen = []
     original = sft.VideoCollator
@@ -150,7 +150,7 @@ def test_interrupted_fre_resumes_without_skipping_or_repeating(run, tmp_path):
 
 
 def test_vsft_merges_the_fre_adapter_and_writes_its_card(run):
-    from reasonact.sft import accuracy_eval
+    from reasonact.train.sft import accuracy_eval
 
     r = recipe()
     fre = train_stage(r, "fre", run=run, resume=False)
@@ -180,7 +180,7 @@ def test_vsft_merges_the_fre_adapter_and_writes_its_card(run):
     )
     assert m["merged_adapters"] == []
     # the greedy accuracy eval runs on real clips and returns numbers in range
-    from reasonact.models import load_model
+    from reasonact.vlm import load_model
 
     model, processor = load_model(r, lora=False)
     ev = accuracy_eval(r, split="val", clips=2)(model, processor, 0)
@@ -206,7 +206,7 @@ def test_cli_train_fre(run, capsys):
 
 
 def test_fre_held_out_tasks_count_their_overlap_with_training():
-    from reasonact.sft import fre_held_out
+    from reasonact.train.sft import fre_held_out
 
     recipe = load_config("tiny")
     tasks, overlap = fre_held_out(recipe, [], n=12)
@@ -216,7 +216,7 @@ def test_fre_held_out_tasks_count_their_overlap_with_training():
 
 
 def test_mixed_precision_only_for_a_bf16_model_on_a_gpu(monkeypatch):
-    from reasonact.sft import mixed_precision
+    from reasonact.train.sft import mixed_precision
 
     fp32, bf16 = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).to(torch.bfloat16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

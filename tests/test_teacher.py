@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 from reasonact.config import CotFilterConfig, load_config
-from reasonact.cot_filter import RULES, filter_chains, generate_cot, save_chains, word_count
-from reasonact.data.manifest import write_manifest
-from reasonact.rewards.basic import format_ok, is_correct
-from reasonact.rewards.examples import mini_library, synthetic_record
-from reasonact.rewards.parse import parse
-from reasonact.teacher import (
+from reasonact.cot.filter import RULES, filter_chains, generate_cot, save_chains, word_count
+from reasonact.cot.teacher import (
     Chain,
     ModelTeacher,
     TemplateTeacher,
@@ -22,6 +18,10 @@ from reasonact.teacher import (
     frame_times,
     phase_frames,
 )
+from reasonact.data.manifest import write_manifest
+from reasonact.rewards.basic import format_ok, is_correct
+from reasonact.rewards.examples import mini_library, synthetic_record
+from reasonact.rewards.parse import parse
 
 N = 16
 
@@ -33,7 +33,7 @@ def lib(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(lib, tmp_path_factory):
-    from reasonact.embeddings import build_index
+    from reasonact.library.embeddings import build_index
     from reasonact.rewards.scorer import Scorer
 
     return Scorer(lib, build_index(lib, cache_dir=tmp_path_factory.mktemp("emb")))
@@ -238,8 +238,8 @@ def test_prompt_asks_for_the_structure():
 def test_model_teacher_with_the_tiny_model(tiny_model_dir, tmp_path):
     from reasonact.config import parse_overrides
     from reasonact.data.synthact import render_clip
-    from reasonact.models import VISION_TOKENS
     from reasonact.video import write_video
+    from reasonact.vlm import VISION_TOKENS
 
     recipe = load_config(
         "tiny", parse_overrides([f"model.name_or_path={tiny_model_dir}", "teacher.max_new_tokens=8"])
@@ -270,8 +270,8 @@ def test_concise_style_one_sentence_per_phase():
     """The tiny profile's teacher style: "Frames a-b: the person ... (phase)." per phase, then the answer."""
     import re
 
+    from reasonact.cot.teacher import TemplateTeacher, phase_frames
     from reasonact.library import load_library
-    from reasonact.teacher import TemplateTeacher, phase_frames
 
     lib = load_library()
     rec = {"video": "x.mp4", "label": "jump", "dataset": "synthact", "fps": 10, "num_frames": 20,

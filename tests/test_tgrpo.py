@@ -1,4 +1,4 @@
-"""T-GRPO (reasonact/tgrpo.py): the video reaches every forward, the bonus is decided per prompt group,
+"""T-GRPO (reasonact/train/tgrpo.py): the video reaches every forward, the bonus is decided per prompt group,
 process-aware advantages go to the right tokens, resume continues the step count.
 
 Tiny random-init model, 2 generations, 8 new tokens: the real code path, small.
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reasonact.config import load_config
-from reasonact.models import vision_token_ids
+from reasonact.vlm import vision_token_ids
 from tests.conftest import moving_square
 
 JUMP_PHASES = [
@@ -56,7 +56,7 @@ def tiny_recipe(tiny_model_dir, manifest, **tgrpo):
 
 
 def make_trainer(recipe, tmp_path, **overrides):
-    from reasonact.tgrpo_run import build_trainer
+    from reasonact.train.tgrpo_stage import build_trainer
 
     return build_trainer(recipe, tmp_path / "ckpt", run=tmp_path / "run", **overrides)[0]
 
@@ -121,7 +121,7 @@ def test_loss_changes_when_only_the_video_changes(tiny_model_dir, manifest, tmp_
 def test_video_rows_survive_trl_shuffle_and_split():
     from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
-    from reasonact.tgrpo import per_row
+    from reasonact.train.tgrpo import per_row
 
     grid = torch.tensor([[2, 2, 2], [4, 2, 2], [2, 2, 4], [2, 4, 2]])
     rows = grid.prod(-1)
@@ -139,7 +139,7 @@ def test_bonus_is_decided_per_prompt_group():
     """Batch of two prompts: group A (ordered 3/4 correct, shuffled 0/2) earns the bonus on its correct
     completions; group B (ordered 1/4, shuffled 2/2) earns nothing. Pooled over the batch, ordered 4/8
     would tie shuffled 2/4 and nobody would get a bonus: the comparison must be per group."""
-    from reasonact.tgrpo import contrast_reward
+    from reasonact.train.tgrpo import contrast_reward
 
     right, wrong = "<think>t</think><answer>jump</answer>", "<think>t</think><answer>wave</answer>"
     ordered = [right, right, right, wrong, right, wrong, wrong, wrong]
@@ -163,7 +163,7 @@ def test_bonus_is_decided_per_prompt_group():
 def test_observation_mask_marks_the_observation_block(tiny_model_dir):
     from transformers import AutoProcessor
 
-    from reasonact.tgrpo import observation_mask
+    from reasonact.train.tgrpo import observation_mask
 
     tok = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
     text = BAD_OBS + THINK + "<answer>jump</answer>"
@@ -194,7 +194,7 @@ def test_process_aware_advantages_per_span(tiny_model_dir, manifest, tmp_path):
     out = trainer._generate_and_score_completions(inputs)
 
     from reasonact.rewards import process_rewards
-    from reasonact.tgrpo import observation_mask
+    from reasonact.train.tgrpo import observation_mask
 
     pr = process_rewards(None, texts, label=["jump"] * 2, dataset=["synthact"] * 2, phases=[JUMP_PHASES] * 2,
                          duration_s=[2.0] * 2)  # fmt: skip
@@ -210,8 +210,8 @@ def test_process_aware_advantages_per_span(tiny_model_dir, manifest, tmp_path):
 
 
 def test_vllm_is_refused_at_start_up(tiny_model_dir, manifest, tmp_path):
-    from reasonact.tgrpo import VideoGRPOTrainer, train_tgrpo
-    from reasonact.tgrpo_run import grpo_config
+    from reasonact.train.tgrpo import VideoGRPOTrainer
+    from reasonact.train.tgrpo_stage import grpo_config, train_tgrpo
 
     recipe = tiny_recipe(tiny_model_dir, manifest)
     trainer = make_trainer(recipe, tmp_path)
@@ -223,7 +223,7 @@ def test_vllm_is_refused_at_start_up(tiny_model_dir, manifest, tmp_path):
 
 
 def test_missing_video_error_names_the_manifest(tmp_path, tiny_model_dir):
-    from reasonact.tgrpo_run import tgrpo_rows
+    from reasonact.train.tgrpo_stage import tgrpo_rows
 
     path = tmp_path / "m.jsonl"
     path.write_text(
@@ -236,7 +236,7 @@ def test_missing_video_error_names_the_manifest(tmp_path, tiny_model_dir):
 def test_resume_continues_from_the_checkpoint(tiny_model_dir, manifest, tmp_path):
     from transformers import TrainerCallback
 
-    from reasonact.tgrpo import train_tgrpo
+    from reasonact.train.tgrpo_stage import train_tgrpo
 
     # The random-init model's 8-token completions all get the same reward (zero advantages, no update):
     # TRL's entropy bonus gives a gradient anyway, so the restored adapter differs from a fresh one.
@@ -275,7 +275,7 @@ def test_resume_continues_from_the_checkpoint(tiny_model_dir, manifest, tmp_path
 
 def test_qlora_trains(tiny_model_dir, manifest, tmp_path):
     """4-bit nf4 base (bitsandbytes works on the CPU) + LoRA: two T-GRPO steps run and save an adapter."""
-    from reasonact.tgrpo import train_tgrpo
+    from reasonact.train.tgrpo_stage import train_tgrpo
 
     recipe = load_config("tiny", {"model.load_in_4bit": True})  # the tiny LoRA settings, 4-bit base
     over = tiny_recipe(tiny_model_dir, manifest)
@@ -295,13 +295,13 @@ def test_qlora_trains(tiny_model_dir, manifest, tmp_path):
 
 def test_recipe_embedding_model_reaches_the_rewards(tiny_model_dir, manifest, tmp_path, monkeypatch):
     """``data.embedding_model`` picks the Scorer the T-GRPO rewards use (default: the module's MiniLM)."""
-    import reasonact.tgrpo as tgrpo
+    import reasonact.train.tgrpo_stage as tgrpo_stage
     from reasonact.rewards import default_scorer
 
     seen = []
-    real = tgrpo.reward_setup
+    real = tgrpo_stage.reward_setup
     monkeypatch.setattr(
-        tgrpo, "reward_setup", lambda cfg, scorer=None: seen.append(scorer) or real(cfg, scorer)
+        tgrpo_stage, "reward_setup", lambda cfg, scorer=None: seen.append(scorer) or real(cfg, scorer)
     )
     recipe = tiny_recipe(tiny_model_dir, manifest)
     make_trainer(recipe, tmp_path / "a")
@@ -316,7 +316,7 @@ def test_training_raises_the_reward_it_is_given(tiny_model_dir, manifest, tmp_pa
     a short run makes the policy sample more of them (a flipped advantage, a log-prob forward cut from the graph or a wrong completion mask would
     not). The random-init model's distribution is nearly flat over 4,096 tokens, so sampling is limited
     to its top 4 tokens: the choice at each position is then learnable in a few steps."""
-    import reasonact.tgrpo as tgrpo
+    import reasonact.train.tgrpo_stage as tgrpo_stage
 
     parity = []
 
@@ -327,7 +327,7 @@ def test_training_raises_the_reward_it_is_given(tiny_model_dir, manifest, tmp_pa
             float(np.mean([t % 2 == parity[0] for t in ids])) if len(ids) else 0.0 for ids in completion_ids
         ]
 
-    monkeypatch.setattr(tgrpo, "reward_setup", lambda cfg, scorer=None: ([rare_parity], [1.0]))
+    monkeypatch.setattr(tgrpo_stage, "reward_setup", lambda cfg, scorer=None: ([rare_parity], [1.0]))
     recipe = tiny_recipe(tiny_model_dir, manifest, num_generations=4, per_device_train_batch_size=4,
                          max_steps=16, learning_rate=1e-2, shuffled_generations=0)  # fmt: skip
     trainer = make_trainer(recipe, tmp_path, top_k=4)

@@ -47,7 +47,7 @@ def test_video_token_count_matches_size(tiny_model_dir, clip_path, size):
     """16 frames at `size` px give 16/2 * (size/28)^2 tokens: the processor neither up- nor downscales."""
     from transformers import AutoProcessor
 
-    from reasonact.models import build_processor
+    from reasonact.data.tiny import build_processor
     from reasonact.prompts import encode_videos
 
     tok = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer

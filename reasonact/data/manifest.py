@@ -87,3 +87,9 @@ def write_manifest(records: Iterable[dict], path: str | Path) -> Path:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def spread(records: list[dict], n: int) -> list[dict]:
+    """``n`` records taken at even steps through the list (a manifest grouped by class -> every class)."""
+    step = max(1, len(records) // max(n, 1))
+    return records[::step][:n]

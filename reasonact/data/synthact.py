@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reasonact import paths
+from reasonact.config import REPO_ROOT
 from reasonact.data import figure as fig
 from reasonact.data.manifest import write_manifest
 from reasonact.progress import Progress
 from reasonact.video import write_video
 
-GENERATOR_VERSION = "1"  # bump when the same seed would render different clips (caches key on it)
 DATASET = "synthact"
 CLASSES = fig.CLASSES
 DEFAULT_SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
@@ -263,7 +264,7 @@ def render_clip(label: str, seed: int, level: str = "medium", size: int = 112, *
     record = {
         "label": label, "dataset": DATASET, "library_key": f"hmdb51/{label}", "level": level, "seed": int(seed),
         "fps": track.fps, "num_frames": track.num_frames, "duration_s": round(track.num_frames / track.fps, 3),
-        "size": size, "generator_version": GENERATOR_VERSION,
+        "size": size, "generator_version": paths.GENERATOR_VERSION,
         "phases": [dict(name=p["name"], start_s=round(float(b[i]), 3), end_s=round(float(b[i + 1]), 3),
                         sub_actions=list(p["sub_actions"])) for i, p in enumerate(phases)],
         "pose": pose,
@@ -408,8 +409,6 @@ def ensure_dataset(
     """
     import shutil
 
-    from reasonact.config import REPO_ROOT
-
     d = recipe.data
     out = Path(out_dir or d.synthact_dir)
     out = out if out.is_absolute() else REPO_ROOT / out
@@ -418,7 +417,7 @@ def ensure_dataset(
         "level": d.synthact_level,
         "size": d.synthact_size,
         "seed": recipe.seed if seed is None else seed,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": paths.GENERATOR_VERSION,
     }
     summary_path = out / "summary.json"
     if summary_path.is_file():

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
+from reasonact.rewards.functions import accuracy_reward
+
 MU = 1.0
 BONUS = 0.3
 CORRECT_AT = 0.5  # accuracy is 1/0; anything >= 0.5 counts as correct (robust to soft accuracies)
@@ -92,7 +94,6 @@ def temporal_contrast_reward(
     completions generated from shuffled frames) splits them, ``group_id`` (or the prompt, see
     ``group_keys``) pairs them. Accuracy comes from ``accuracy_reward``. Shuffled completions
     get 0; without ``is_shuffled`` every completion gets 0 (no shuffled group, no bonus)."""
-    from reasonact.rewards.functions import accuracy_reward
 
     n = len(completions)
     if not isinstance(is_shuffled, list | tuple) or len(is_shuffled) != n:

@@ -13,8 +13,8 @@ import random
 from pathlib import Path
 
 from reasonact.library import Action, Library, load_library
+from reasonact.library.grammar import NO_SUBJECT
 from reasonact.rewards.gt import ground_truth
-from reasonact.rewards.subaction import _NO_SUBJECT
 
 KINDS = ("good", "shuffled", "unbound", "missing", "wrong")
 MINI_LIBRARY = """\
@@ -226,7 +226,7 @@ def example_completion(
     for (a, b), phase in zip(frames, action.phases):
         parts = [rng.choice(s.phrasings) for s in phase.sub_actions]
         body = ", ".join(parts[:-1]) + (", and " if len(parts) > 1 else "") + parts[-1]
-        if not _NO_SUBJECT.match(parts[0]):
+        if not NO_SUBJECT.match(parts[0]):
             body = f"{rng.choice(_SUBJECTS)} {body}"
         head = "" if kind == "unbound" else f"Frames {a}-{b}: " if a != b else f"Frame {a}: "
         sentences.append(head + (body[0].upper() + body[1:] if not head else body) + ".")

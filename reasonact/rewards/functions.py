@@ -50,11 +50,11 @@ MAIN_COMPONENTS = ("format", "accuracy", "subaction", "c_seq", "c_cross", "c_bin
 TRL_EXTRAS = ("trainer_state", "completion_ids", "log_extra", "log_metric", "environments")
 
 
-def _scorer(scorer) -> Scorer:
+def scorer_or_default(scorer) -> Scorer:
     return scorer if scorer is not None else default_scorer()
 
 
-def _columns(kwargs: dict) -> dict:
+def dataset_columns(kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k not in TRL_EXTRAS}
 
 
@@ -85,7 +85,7 @@ def format_pa_reward(prompts=None, completions=(), **kwargs) -> list[float]:
 
 def accuracy_reward(prompts=None, completions=(), scorer=None, **kwargs) -> list[float]:
     """1 when the answer names the label (normalisation, aliases, option letters: ``basic.py``)."""
-    lib = _scorer(scorer).library
+    lib = scorer_or_default(scorer).library
     n = len(completions)
     out = []
     for i, c in enumerate(completions):
@@ -99,7 +99,9 @@ def accuracy_reward(prompts=None, completions=(), scorer=None, **kwargs) -> list
 
 def components(prompts=None, completions=(), scorer=None, **kwargs) -> list[dict[str, float]]:
     """Every component of every completion (one batch pass; later calls hit the cache)."""
-    return [dict(a.components) for a in _scorer(scorer).analyze(completions, **_columns(kwargs))]
+    return [
+        dict(a.components) for a in scorer_or_default(scorer).analyze(completions, **dataset_columns(kwargs))
+    ]
 
 
 def _component(name: str):

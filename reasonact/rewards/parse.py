@@ -123,7 +123,7 @@ class Parsed:
         return self.text[span[0] : span[1]] if span else ""
 
 
-def _block_matches(text: str) -> dict[str, tuple[int, int, int, int]]:
+def block_matches(text: str) -> dict[str, tuple[int, int, int, int]]:
     """tag -> (block start, block end, content start, content end) of its first complete block."""
     out = {}
     for tag in TAGS:
@@ -135,7 +135,7 @@ def _block_matches(text: str) -> dict[str, tuple[int, int, int, int]]:
 
 def find_blocks(text: str) -> dict[str, tuple[int, int]]:
     """Content span of the first ``<tag>...</tag>`` of each tag (case-insensitive, non-greedy)."""
-    return {tag: (v[2], v[3]) for tag, v in _block_matches(text).items()}
+    return {tag: (v[2], v[3]) for tag, v in block_matches(text).items()}
 
 
 def frame_refs(text: str, offset: int = 0) -> list[FrameRef]:
@@ -208,7 +208,7 @@ def _regions(text: str, matches: dict[str, tuple[int, int, int, int]]) -> list[t
 def parse(completion) -> Parsed:
     """Parse one completion (string or conversational form) into blocks, answer and segments."""
     text = completion_text(completion)[:MAX_CHARS]
-    matches = _block_matches(text)
+    matches = block_matches(text)
     blocks = {tag: (v[2], v[3]) for tag, v in matches.items()}
     answer = None
     if "answer" in blocks:

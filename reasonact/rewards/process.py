@@ -17,7 +17,7 @@ sub-action ground truth instead, so the sub-action detector is the perception ju
 
 from __future__ import annotations
 
-from reasonact.rewards.functions import _columns, _scorer
+from reasonact.rewards.functions import dataset_columns, scorer_or_default
 
 W_ACC, W_TC = 1.0, 0.5
 
@@ -26,7 +26,7 @@ def process_rewards(
     prompts=None, completions=(), scorer=None, w_acc: float = W_ACC, w_tc: float = W_TC, **kwargs
 ) -> dict[str, list[float]]:
     """``{"perception": [...], "reasoning": [...]}``, one value per completion in each."""
-    analyses = _scorer(scorer).analyze(completions, **_columns(kwargs))
+    analyses = scorer_or_default(scorer).analyze(completions, **dataset_columns(kwargs))
     norm = (w_acc + w_tc) or 1.0
     perception, reasoning = [], []
     for a in analyses:

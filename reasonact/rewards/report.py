@@ -5,7 +5,7 @@
 - ``analyze(record, completions)``: the scorer's analyses of several completions of one clip.
 - ``detection_precision_recall``: how well the detector finds sub-actions in labelled sentences.
 
-The inspector that shows these scores to a person is ``reasonact/inspector.py``.
+The inspector that shows these scores to a person is ``reasonact/viz/inspector.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from reasonact.rewards.examples import LABELLED_SENTENCES, NEGATIVE_SENTENCES
 from reasonact.rewards.functions import MAIN_COMPONENTS, normalize_weights
 from reasonact.rewards.gt import COLUMNS
 from reasonact.rewards.scorer import Analysis, Scorer, default_scorer
@@ -86,7 +87,6 @@ def detection_precision_recall(
     """Micro precision/recall of sub-action detection on labelled sentences (default: the
     hand-written set in ``examples.py``): each sentence is scored as the reasoning of a clip of
     its action; negatives are checked in every action's context."""
-    from reasonact.rewards.examples import LABELLED_SENTENCES, NEGATIVE_SENTENCES
 
     labelled = LABELLED_SENTENCES if labelled is None else labelled
     negatives = NEGATIVE_SENTENCES if negatives is None else negatives

@@ -9,7 +9,7 @@ so that the next reward function on the same batch costs nothing.
 calibrated thresholds (calibrating, once, the datasets it meets and saving the thresholds with the
 cache). Tests and notebooks may build ``Scorer(library, index, encoder)`` themselves and pass it
 as ``scorer=`` to any reward function. ``Scorer(model="minilm-static")`` detects with the static
-encoder distilled from MiniLM (``reasonact/static_embeddings.py``; its own index and thresholds).
+encoder distilled from MiniLM (``reasonact/library/static.py``; its own index and thresholds).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonact.library import DATASET_ALIASES, Library
+from reasonact.library import DATASET_ALIASES, Library, load_library
+from reasonact.library.embeddings import build_index, cache_path, save_index
 from reasonact.rewards import basic, temporal
 from reasonact.rewards.gt import GroundTruth, ground_truth, row
 from reasonact.rewards.parse import Parsed, parse
@@ -125,8 +126,6 @@ class Scorer:
     @property
     def library(self) -> Library:
         if self._library is None:
-            from reasonact.library import load_library
-
             self._library = load_library()
         return self._library
 
@@ -134,8 +133,6 @@ class Scorer:
     def detector(self) -> Detector:
         if self._detector is None:
             if self._index is None:
-                from reasonact.embeddings import build_index, cache_path
-
                 self._index = build_index(self.library, self.model)
                 self.cache_path = self.cache_path or cache_path(self.library, self._index.model)
             self._detector = Detector(self._index, self._encoder)
@@ -151,8 +148,6 @@ class Scorer:
         self.calibration_reports[",".join(todo)] = calibrate(det, self.library, todo)
         det.index.thresholds = dict(det.thresholds)
         if self.cache_path is not None:
-            from reasonact.embeddings import save_index
-
             try:
                 save_index(det.index, self.cache_path)
             except OSError:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,8 +46,10 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import kendalltau
 
-from reasonact.embeddings import EmbeddingIndex, encode, load_encoder
 from reasonact.library import DATASET_ALIASES, Library
+from reasonact.library.embeddings import EmbeddingIndex, load_encoder
+from reasonact.library.encoders import encode
+from reasonact.library.grammar import FILLERS, NO_SUBJECT, SUBJECTS, TEMPLATES
 
 ALPHA, BETA = 0.7, 0.3
 PRIOR = 4.0  # pseudo-count of the shrinkage towards the pooled threshold
@@ -56,42 +57,6 @@ DEFAULT_THRESHOLD = 0.6  # used only for a sub-action never calibrated (and no p
 THRESHOLD_RANGE = (0.3, 0.95)
 MARGIN = 0.0  # see ``decide``: 0 = each segment names its single best sub-action
 OTHER_ACTIONS = 2  # calibration: sentences of this many other actions are negatives in each action's context
-
-_SUBJECTS = ("the person", "the figure", "he", "she", "the man", "the athlete")
-_TEMPLATES = (
-    "{S} {p}.",
-    "In frames {a}-{b}, {s} {p}.",
-    "Next, {s} {p}.",
-    "We can see that {s} {p}.",
-    "At this point {s} {p}, which is typical of the movement.",
-    "Frames {a}-{b}: {s} {p}.",
-)
-_NO_SUBJECT = re.compile(
-    r"^(?:the|both|his|her|their|its|one|a|an|each|arms?|hands?|feet|legs?|is|are|has)\b", re.IGNORECASE
-)
-FILLERS = (
-    "The video shows a person in a plain room.",
-    "The background is dark and does not change.",
-    "The camera stays still throughout the clip.",
-    "The figure is drawn as white lines on a black background.",
-    "Let me look at the frames carefully.",
-    "I need to identify the action.",
-    "The person is in the centre of the frame.",
-    "The lighting is constant.",
-    "The motion is smooth.",
-    "Nothing else moves in the scene.",
-    "There is only one person in the video.",
-    "The clip is short.",
-    "Overall the movement is quick.",
-    "The colours stay the same in every frame.",
-    "Let me think about which action fits best.",
-    "The sequence is consistent from start to end.",
-    "It is hard to see details because the figure is small.",
-    "The image is a bit noisy.",
-    "So the answer is {label}.",
-    "This sequence matches {label}.",
-    "The whole clip shows {label}.",
-)
 
 
 _BLAS = None
@@ -322,9 +287,9 @@ def calibration_sentences(
                     break
                 per_name[s.name] = per_name.get(s.name, 0) + 1
                 frame = rng.randint(1, 13)
-                subj = rng.choice(_SUBJECTS)
-                tpl = rng.choice(_TEMPLATES)
-                if _NO_SUBJECT.match(p):
+                subj = rng.choice(SUBJECTS)
+                tpl = rng.choice(TEMPLATES)
+                if NO_SUBJECT.match(p):
                     tpl = tpl.replace("{S} ", "").replace("{s} ", "")
                 text = tpl.format(S=subj.capitalize(), s=subj, p=p, a=frame, b=frame + rng.randint(1, 3))
                 out.append((text[0].upper() + text[1:], s.name, p, a.key))

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from reasonact.config import CONFIG_DIR, ConfigError, Recipe
-from reasonact.runs import STAGES
+from reasonact.paths import STAGES
+from reasonact.rewards.functions import normalize_weights
 
 TABLE_DIR = CONFIG_DIR / "experiments"
 ORDER = tuple(STAGES)  # fre, vsft, tgrpo: the curriculum
@@ -100,8 +101,6 @@ def _check_key(dotted: str, where: str) -> None:
         obj = getattr(obj, part)
         if isinstance(obj, dict):
             if parts[: i + 1] == ["tgrpo", "weights"] and len(parts) == i + 2:
-                from reasonact.rewards.functions import normalize_weights
-
                 try:
                     normalize_weights({parts[-1]: 0.0})
                 except KeyError as e:

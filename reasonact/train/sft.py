@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reasonact.models import VISION_TOKENS
+from reasonact.cot.reasoning_tasks import generate_tasks
+from reasonact.data.manifest import read_manifest, spread
+from reasonact.data.synthact import ensure_dataset
+from reasonact.library import load_library
+from reasonact.paths import STAGES, prior_adapters, run_dir, stage_dir, write_metrics
+from reasonact.prompts import QUESTION, format_hint, video_messages
+from reasonact.rewards.basic import format_ok, is_correct
+from reasonact.rewards.parse import parse
+from reasonact.video import VideoDecodeError, read_video
+from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, load_model, vision_token_ids
 
 IGNORE = -100  # the label value the cross-entropy loss skips
 
@@ -199,7 +208,7 @@ def train_sft(
 # Both stages are the same loop: examples -> VideoCollator -> SFTTrainer with a fresh LoRA on the
 # language model. Only the examples differ: FRE reads the text reasoning mixture, V-SFT the teacher's
 # video chains (16 frames at the profile's size). V-SFT starts from the FRE adapter merged into the
-# base (``runs.prior_adapters``): merging keeps one adapter per stage, so each stage's adapter is small
+# base (``paths.prior_adapters``): merging keeps one adapter per stage, so each stage's adapter is small
 # and can be dropped for an ablation, at the cost of not being able to "unmerge" FRE afterwards.
 
 
@@ -255,7 +264,6 @@ def read_jsonl(path: str | Path, what: str) -> list[dict]:
 def stage_rows(recipe, stage: str, run=None) -> tuple[list[dict], Path]:
     """The training rows of a stage and their file: the recipe's ``data`` path, else the run's own
     (``02_cot_generation/fre/fre.jsonl`` for FRE, ``02_cot_generation/cot.jsonl`` for V-SFT)."""
-    from reasonact.runs import run_dir
 
     cfg = getattr(recipe, stage)
     default = "02_cot_generation/fre/fre.jsonl" if stage == "fre" else "02_cot_generation/cot.jsonl"
@@ -270,8 +278,6 @@ def stage_rows(recipe, stage: str, run=None) -> tuple[list[dict], Path]:
 
 def vsft_example(row: dict, num_frames: int, size: int) -> dict:
     """A chain row -> frames + metadata + the chat (the question, then the teacher's chain)."""
-    from reasonact.prompts import QUESTION, format_hint, video_messages
-    from reasonact.video import read_video
 
     video = read_video(row["video"], num_frames, size)
     msgs = video_messages(QUESTION, row["chain"], hint=format_hint(row.get("format") or "plain"))
@@ -280,7 +286,6 @@ def vsft_example(row: dict, num_frames: int, size: int) -> dict:
 
 def checked_rows(rows: list[dict], num_frames: int, size: int) -> tuple[list[dict], list[dict]]:
     """Drop rows whose video cannot be decoded (counted, never fatal): (usable rows, skipped)."""
-    from reasonact.video import VideoDecodeError, read_video
 
     ok, skipped = [], []
     for r in rows:
@@ -323,9 +328,6 @@ def train_stage(recipe, stage: str, run=None, resume: bool = True, eval_fn=None,
     merge (V-SFT merges the FRE adapter when the run has one and ``vsft.from_fre`` is on)."""
     import dataclasses
     import time
-
-    from reasonact.models import count_parameters, load_model
-    from reasonact.runs import STAGES, prior_adapters, stage_dir, write_metrics
 
     if stage not in ("fre", "vsft"):
         raise ValueError(f"train_stage: stage must be fre or vsft, not {stage!r}")
@@ -398,14 +400,6 @@ def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 
     sampling noise; the evaluation (``reasonact eval``) samples with the paper's decoding and seeds."""
     from types import SimpleNamespace
 
-    from reasonact.data.manifest import read_manifest
-    from reasonact.data.synthact import ensure_dataset
-    from reasonact.evaluate import complete_clips
-    from reasonact.rewards.basic import format_ok, is_correct
-    from reasonact.rewards.parse import parse
-    from reasonact.tgrpo_run import spread
-    from reasonact.video import read_video
-
     records = read_manifest(ensure_dataset(recipe)["manifests"][split])
     records = spread(records, clips) if clips else records  # the manifest is grouped by class
     videos = [read_video(r["video"], recipe.video.num_frames, recipe.video.size) for r in records]
@@ -430,7 +424,6 @@ def text_answers(
     model, processor, rows: list[dict], max_new_tokens: int = 128, batch_size: int = 16
 ) -> list[str]:
     """Greedy completions of text-only chat rows (their last, assistant, turn left out)."""
-    from reasonact.models import vision_token_ids
 
     tok = processor.tokenizer
     was_training = model.training
@@ -453,8 +446,6 @@ def fre_held_out(recipe, train_rows: list[dict], n: int = 48) -> tuple[list[dict
     """``n`` generated FRE tasks for a before/after check: HMDB51 actions, from a task seed 1000 away from
     the training data's. Returns ``(tasks, overlap)``, ``overlap`` = how many of their prompts also occur
     in ``train_rows`` (the generator can repeat a short prompt; reported, not hidden)."""
-    from reasonact.data.reasoning_tasks import generate_tasks
-    from reasonact.library import load_library
 
     actions = [a for a in load_library(recipe.data.library_dir) if a.dataset == "hmdb51"]
     tasks = generate_tasks(n, actions=actions, seed=recipe.fre_data.seed + 1000)
@@ -465,8 +456,6 @@ def fre_held_out(recipe, train_rows: list[dict], n: int = 48) -> tuple[list[dict
 def fre_accuracy(model, processor, rows: list[dict]) -> dict:
     """Exact-match accuracy (case and spacing normalised) of the ``<answer>`` on rows with an ``answer``
     (FRE's verifiable tasks), and the share of completions in the right format."""
-    from reasonact.rewards.basic import format_ok
-    from reasonact.rewards.parse import parse
 
     texts = text_answers(model, processor, rows)
 

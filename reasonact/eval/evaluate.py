@@ -2,13 +2,13 @@
 
     summary = evaluate(model, processor, records, "runs/tiny/06_evaluation/vsft/synthact_test",
                        recipe.eval, num_frames=16, size=56)
-    result = eval_protocols.run_eval(recipe, run="runs/tiny", stage="vsft")   # what `reasonact eval` calls
+    result = protocols.run_eval(recipe, run="runs/tiny", stage="vsft")   # what `reasonact eval` calls
 
 **Decoding** (recipe ``eval``): nucleus sampling with top-p 0.9 and the configured temperature (0:
 greedy), at most 256 new tokens, top-k off and no repetition penalty (whatever the checkpoint's
 generation config says), vision tokens suppressed (a sampled ``<|video_pad|>`` breaks the next
 forward). Every seed of ``eval.seeds`` (the paper: 1, 11, 21, 31, 41) samples one completion per
-clip; metrics are mean ± std over seeds (eval_metrics.py defines each one).
+clip; metrics are mean ± std over seeds (eval/metrics.py defines each one).
 
 **Batches and seeds.** Clips are taken in manifest order in chunks of ``batch_size`` (left-padded).
 Before each generate call the RNG is seeded from (seed, condition, chunk index), so a run that was
@@ -39,14 +39,16 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
-from reasonact import eval_metrics as em
+from reasonact.eval import metrics as em
+from reasonact.paths import write_metrics
 from reasonact.progress import progress as progress_bar
+from reasonact.rewards import default_scorer
 from reasonact.video import Video, VideoDecodeError, read_video
+from reasonact.vlm import decoding_kwargs, generate_batch, prompt_text
 
 COMPLETIONS, SETTINGS, RESULTS = "completions.jsonl", "eval_settings.json", "results.json"
 CONDITIONS = ("ordered", "shuffled")
@@ -71,76 +73,6 @@ def shuffled(video: Video, seed: int, clip: str) -> Video:
     if np.array_equal(perm, np.arange(len(perm))):
         perm = perm[::-1].copy()
     return Video(video.frames[perm], list(video.indices), video.fps, video.total_frames, video.path)
-
-
-def decoding_kwargs(cfg, processor) -> dict:
-    """``generate`` keyword arguments of the paper's decoding (module docstring)."""
-    from reasonact.models import vision_token_ids
-
-    kw = dict(max_new_tokens=int(cfg.max_new_tokens), suppress_tokens=vision_token_ids(processor),
-              top_k=0, repetition_penalty=1.0)  # fmt: skip
-    if cfg.temperature > 0:
-        kw.update(do_sample=True, temperature=float(cfg.temperature), top_p=float(cfg.top_p))
-    else:
-        kw.update(do_sample=False)
-    return kw
-
-
-def prompt_text(fmt: str = "plain") -> tuple[str, str]:
-    """(question, format hint) the model is asked: the same as in V-SFT and T-GRPO."""
-    from reasonact import prompts
-
-    hint = prompts.format_hint(fmt) if hasattr(prompts, "format_hint") else prompts.FORMAT_HINT
-    return prompts.QUESTION, hint
-
-
-def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt: str = "plain"):
-    """Completions for a batch of videos: (texts, new-token counts, seconds for the whole call)."""
-    import torch
-
-    from reasonact.prompts import video_messages
-
-    question, hint = prompt_text(fmt)
-    t0 = time.perf_counter()
-    texts = [processor.apply_chat_template(video_messages(question, hint=hint), add_generation_prompt=True,
-                                           tokenize=False) for _ in videos]  # fmt: skip
-    inputs = processor(text=texts, videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos],
-                       do_sample_frames=False, padding=True, padding_side="left", return_tensors="pt")  # fmt: skip
-    inputs = inputs.to(model.device)
-    with torch.no_grad():
-        out = model.generate(**inputs, **gen_kwargs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    new = out[:, inputs["input_ids"].shape[1] :]
-    eos = model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, list) else [eos])
-    counts = []
-    for ids in new.tolist():
-        stop = next((i for i, t in enumerate(ids) if t in eos), None)
-        counts.append(len(ids) if stop is None else stop + 1)
-    return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)], counts, seconds
-
-
-def complete_clips(model, processor, videos: list[Video], decoding, fmt: str = "plain", seed: int = 0,
-                   batch_size: int = 8) -> list[str]:  # fmt: skip
-    """One completion per clip with ``decoding`` (an EvalConfig-like object; temperature 0 = greedy): the
-    quick checks' loop (the stages' before/after and learning curves; ``evaluate`` is the full one).
-    Eval mode, then the model's mode back; sampling on a forked RNG, so a training run's random stream
-    is untouched; batch ``i``'s samples depend only on ``(seed, i)`` and the batch."""
-    import torch
-
-    kw = decoding_kwargs(decoding, processor)
-    was_training, texts = model.training, []
-    model.eval()
-    try:
-        with torch.random.fork_rng():
-            for i in range(0, len(videos), batch_size):
-                torch.manual_seed(seed * 100_003 + i)
-                texts += generate_batch(model, processor, videos[i : i + batch_size], kw, fmt)[0]
-    finally:
-        model.train(was_training)
-    return texts
 
 
 # ---- files -----------------------------------------------------------------------------------------
@@ -224,8 +156,6 @@ def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *,
     ``root``: the manifest's folder (clip keys are relative to it). Returns the summary that is also
     written to ``results.json`` (plus ``results.csv``, ``per_class.csv``, ``confusion_*.csv``)."""
     import torch
-
-    from reasonact.rewards import default_scorer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,7 +243,6 @@ def _summarize(rows, records, ids, seeds, shuffle, classes, skipped, generated, 
             "per_class": {k: {"ordered": order["per_class"][k], "shuffled": shuf["per_class"].get(k)}
                           for k in order["per_class"]},
         }  # fmt: skip
-    from reasonact.runs import write_metrics
 
     write_metrics(out, summary, RESULTS)
     summary["files"] = {"json": str(out / RESULTS), "completions": str(out / COMPLETIONS),

@@ -35,10 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonact.library import Library, normalize_label
+from reasonact.config import REPO_ROOT
+from reasonact.cot.chat_client import ChatCache, ChatClient, ChatError
+from reasonact.data.synthact import CLASSES
+from reasonact.library import Library, class_list, load_library, normalize_label
 from reasonact.progress import progress
+from reasonact.prompts import video_messages
 from reasonact.rewards.gt import ground_truth
 from reasonact.video import VideoDecodeError, read_video, sample_indices
+from reasonact.vlm import load_model, vision_token_ids
 
 FORMATS = ("plain", "process")
 SYSTEM_PROMPT = (
@@ -162,12 +167,8 @@ def candidate_classes(dataset: str | None) -> list[str] | None:
     """Class names to list in the prompt (SynthAct 12, HMDB51 51, UCF-101 101); None for Kinetics-400,
     whose 400 names would dwarf the question (the teacher answers openly there)."""
     if dataset == "synthact":
-        from reasonact.data.synthact import CLASSES
-
         return list(CLASSES)
     if dataset in ("hmdb51", "ucf101"):
-        from reasonact.library import class_list
-
         return class_list(dataset)
     return None
 
@@ -368,7 +369,6 @@ class OpenAITeacher(Teacher):
         progress: bool = False,
     ):
         super().__init__(fmt, num_frames)
-        from reasonact.chat_client import ChatCache
 
         self.client = client
         self.name = f"openai:{client.model}"
@@ -428,7 +428,6 @@ class OpenAITeacher(Teacher):
         )
 
     def one(self, record: dict) -> Chain:
-        from reasonact.chat_client import ChatError
 
         prompt = self.prompt(record)
         key = self.cache_key(record, prompt)
@@ -463,7 +462,7 @@ class OpenAITeacher(Teacher):
 
 
 class ModelTeacher(Teacher):
-    """Chains from a local VLM (``model, processor`` from ``models.load_model``), vision tokens suppressed."""
+    """Chains from a local VLM (``model, processor`` from ``vlm.load_model``), vision tokens suppressed."""
 
     def __init__(
         self,
@@ -489,7 +488,6 @@ class ModelTeacher(Teacher):
     @classmethod
     def from_recipe(cls, recipe, path: str | None = None, fmt: str | None = None) -> ModelTeacher:
         """The recipe's model (or ``teacher.local_model`` / ``path``) without LoRA, greedy."""
-        from reasonact.models import load_model
 
         t = recipe.teacher
         model, processor = load_model(recipe, lora=False, path=path or t.local_model)
@@ -507,9 +505,6 @@ class ModelTeacher(Teacher):
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
         import torch
-
-        from reasonact.models import vision_token_ids
-        from reasonact.prompts import video_messages
 
         torch.manual_seed(self.seed)
         self.model.eval()
@@ -569,14 +564,9 @@ def make_teacher(
     n = recipe.video.num_frames
     if kind == "template":
         if library is None:
-            from reasonact.library import load_library
-
             library = load_library(recipe.data.library_dir)
         return TemplateTeacher(library, fmt, n, seed=t.seed, style=t.style)
     if kind == "openai":
-        from reasonact.chat_client import ChatClient
-        from reasonact.config import REPO_ROOT
-
         client = ChatClient.from_env(
             t.base_url,
             t.model,

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from reasonact.eval_metrics import fmt_pm
+from reasonact.data.manifest import read_manifest
+from reasonact.eval.evaluate import RESULTS, STAGE_FOLDER, clip_id
+from reasonact.eval.experiments import DEFAULT_ROOT, subset_manifest
+from reasonact.eval.metrics import fmt_pm
+from reasonact.eval.protocols import run_eval
+from reasonact.paths import STAGES, adapter_dir, run_dir
+from reasonact.rewards.functions import normalize_weights
 
 NAME = "synthact_test"  # run_eval's name for the profile's test split
 SHOWN = ("accuracy", "format", "subaction", "subaction_precision", "subaction_recall", "temporal_consistency",
@@ -28,7 +34,6 @@ COMPONENTS = ("accuracy", "format", "subaction", "temporal_consistency", "c_seq"
 
 def latest_stage(run=None, profile: str = "tiny") -> str:
     """The last stage of the curriculum with an adapter in the run; ``base`` when there is none."""
-    from reasonact.runs import STAGES, adapter_dir
 
     done = [s for s in STAGES if (adapter_dir(run, s, profile) / "adapter_config.json").is_file()]
     return done[-1] if done else "base"
@@ -38,10 +43,6 @@ def load_or_evaluate(recipe, run, stage: str, clips_per_class: int | None = 1, p
     """``(result, folder, how)``: the results of ``reasonact eval --run RUN --stage STAGE`` when its default
     folder has them (``how = "loaded"``), else an evaluation made here, resumable, on the first
     ``clips_per_class`` test clips of each class (``None``: all) in ``06_evaluation/<stage>_<n>-per-class``."""
-    from reasonact.eval_protocols import run_eval
-    from reasonact.evaluate import RESULTS, STAGE_FOLDER
-    from reasonact.experiments import subset_manifest
-    from reasonact.runs import run_dir
 
     base = run_dir(run, recipe.profile) / STAGE_FOLDER
     full = base / stage / NAME / RESULTS
@@ -155,7 +156,6 @@ def order_only_figure(result: dict) -> Figure | None:
 
 def total(row: dict, weights: dict) -> float:
     """The T-GRPO reward of a scored completion row (the recipe's weights; no contrast bonus)."""
-    from reasonact.rewards.functions import normalize_weights
 
     return float(sum(w * float(row.get(k) or 0.0) for k, w in normalize_weights(weights).items()))
 
@@ -186,7 +186,6 @@ def examples_table(examples: list[dict]):
 
 def experiment_tables(root=None) -> list[dict]:
     """The tables written by ``reasonact experiments`` under ``root`` (default ``runs/experiments``)."""
-    from reasonact.experiments import DEFAULT_ROOT
 
     root = Path(root) if root else DEFAULT_ROOT
     out = []
@@ -200,8 +199,6 @@ def experiment_tables(root=None) -> list[dict]:
 
 def clip_records(folder: str | Path) -> dict[str, dict]:
     """Manifest records by clip id (as in ``completions.jsonl``) for an evaluation folder of ``run_eval``."""
-    from reasonact.data.manifest import read_manifest
-    from reasonact.evaluate import RESULTS, clip_id
 
     folder = Path(folder)
     manifest = Path(json.loads((folder.parent / RESULTS).read_text())["manifests"][folder.name])

@@ -38,7 +38,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-HINT = "Answer as <think>reasoning</think><answer>answer</answer>."
+from reasonact.cot.reasoning_tasks import GENERATED, example, generate_tasks
+from reasonact.library import DATASET_ALIASES, load_library
+
 LETTERS = "ABCDEFGH"
 
 
@@ -70,23 +72,6 @@ SOURCES = {
     "arc": Source("allenai/ai2_arc", ("ARC-Challenge", "ARC-Easy")),
     "openbookqa": Source("allenai/openbookqa", ("additional",)),
 }
-GENERATED = "generated"
-
-
-def example(source: str, ident, question: str, think: str, answer: str, meta: dict | None = None) -> dict:
-    """A chat example: the user's question (with the format hint) and the assistant's chain."""
-    think = " ".join(str(think).split()) if "\n" not in str(think) else str(think).strip()
-    chain = f"<think>{think}</think><answer>{answer}</answer>"
-    return {
-        "messages": [
-            {"role": "user", "content": [{"type": "text", "text": f"{question.strip()}\n{HINT}"}]},
-            {"role": "assistant", "content": [{"type": "text", "text": chain}]},
-        ],
-        "source": source,
-        "id": str(ident),
-        "answer": str(answer),
-        "meta": json.dumps(meta or {}),
-    }
 
 
 def _options_text(options: list[str]) -> str:
@@ -340,14 +325,11 @@ def build_fre_data(recipe, out: str | Path, library=None, loader=load_source) ->
             continue
         if name == GENERATED:
             if library is None:
-                from reasonact.library import DATASET_ALIASES, load_library
-
                 library = load_library(recipe.data.library_dir)
                 wanted = {DATASET_ALIASES.get(d, d) for d in recipe.data.datasets}
                 actions = [a for a in library if a.dataset in wanted] or list(library)
             else:
                 actions = list(library)
-            from reasonact.data.reasoning_tasks import generate_tasks
 
             pools[name] = generate_tasks(quota[name], actions=actions, seed=cfg.seed)
         else:

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from reasonact.config import REPO_ROOT
 
+# The SynthAct renderer's version: bump when the same seed would render different clips. Generated data
+# and the tiny perception base are keyed by it (``data/synthact.py``, ``vlm.base_key``).
+GENERATOR_VERSION = "1"
+
 
 def run_dir(run: str | Path | None, profile: str = "tiny") -> Path:
     """``None`` -> ``runs/<profile>``; a relative path is taken from the repository root."""

@@ -2,15 +2,15 @@
 
 Widgets only arrange what package functions compute; with ``INTERACTIVE = False`` (papermill) the
 notebooks show the same content as tables and saved figures instead. The reward inspector has a
-module of its own, ``reasonact/inspector.py``.
+module of its own, ``reasonact/viz/inspector.py``.
 """
 
 from __future__ import annotations
 
 import html
 
-from reasonact.embeddings import EmbeddingIndex, nearest_sub_actions
 from reasonact.library import Action, Library
+from reasonact.library.embeddings import EmbeddingIndex, nearest_sub_actions
 
 
 def decomposition_table(action: Action) -> list[dict]:

@@ -15,14 +15,14 @@ first N clips of each class instead of all of them, so that every class and the 
 **Sharing and resume.** A trained stage lives in ``<root>/_stages/<key>/``, where ``key`` hashes what
 its weights depend on (its recipe section, LoRA, the model, its data, its library share) and the key
 of the stage before it: rows with the same prefix train it once (all reward ablations reuse one
-FRE -> V-SFT). That folder is a run folder in the ``runs.STAGES`` layout: the stage's own folder
+FRE -> V-SFT). That folder is a run folder in the ``paths.STAGES`` layout: the stage's own folder
 plus links to the folders of the stages before it, so the trainers and ``run_eval`` merge exactly
 the chain's adapters. Evaluations are keyed by the stage key and the evaluation settings, in
 ``<root>/_evals/<key>/``. A finished stage or evaluation (``done.json``, written last) is never
 redone; an interrupted one resumes from its checkpoints / completions. FRE and V-SFT data are made
 once per data settings in ``<root>/_data/<key>/`` (template teacher + filter, FRE mixture).
 
-The outputs (``experiment_tables.py``) go to ``<root>/<table>_<profile>/``.
+The outputs (``eval/tables.py``) go to ``<root>/<table>_<profile>/``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonact.config import REPO_ROOT, ConfigError, Recipe, load_config
-from reasonact.experiment_config import (  # noqa: F401  (re-exported: the tables' schema)
+from reasonact.cot.filter import generate_cot
+from reasonact.cot.reasoning import build_fre_data
+from reasonact.data.manifest import read_manifest, write_manifest
+from reasonact.data.synthact import CLASSES, ensure_dataset
+from reasonact.eval.experiment_config import (  # noqa: F401  (re-exported: the tables' schema)
     ORDER,
     ExperimentConfigError,
     RowSpec,
@@ -46,7 +50,14 @@ from reasonact.experiment_config import (  # noqa: F401  (re-exported: the table
     expand_overrides,
     load_table,
 )
-from reasonact.runs import STAGES
+from reasonact.eval.protocols import run_eval
+from reasonact.eval.tables import build_table, eval_metrics, write_outputs
+from reasonact.library import load_library
+from reasonact.paths import STAGES
+from reasonact.rewards.scorer import Scorer
+from reasonact.train.base import ensure_model
+from reasonact.train.sft import train_stage
+from reasonact.train.tgrpo_stage import train_tgrpo
 
 DEFAULT_ROOT = REPO_ROOT / "runs" / "experiments"
 # Fields that do not change a stage's weights: logging, checkpointing, where the data file lies, and the
@@ -150,7 +161,7 @@ class Node:
 class Experiment:
     """Plans, trains and evaluates a table's rows. ``train(stage, recipe, run, **options)`` and
     ``evaluate(recipe, run, stage, out, manifest, progress)`` are injectable (tests pass cheap fakes);
-    the defaults call ``sft.train_stage`` / ``tgrpo.train_tgrpo`` and ``eval_protocols.run_eval``."""
+    the defaults call ``sft.train_stage`` / ``tgrpo_stage.train_tgrpo`` and ``protocols.run_eval``."""
 
     def __init__(self, spec: TableSpec, profile: str = "tiny", overrides: dict | None = None, root=None,
                  clips_per_class: int | None = None, train_seeds=None, train=None, evaluate=None, log=print,
@@ -251,7 +262,6 @@ class Experiment:
         self.log(f"  eval {d.name} ({node.stage} {node.key}) ...")
         manifest = subset_manifest(node.recipe, self.clips_per_class, self.root / "_data")
         summary = self.evaluate_fn(node.recipe, run, node.stage, d, manifest, self.progress)
-        from reasonact.experiment_tables import eval_metrics
 
         info = {"key": d.name, "model": node.key, "stage": node.stage, "clips_per_class": self.clips_per_class,
                 "seconds": round(time.time() - t0, 1), "metrics": eval_metrics(summary)}  # fmt: skip
@@ -262,7 +272,6 @@ class Experiment:
 
     def run(self, rows=None, out=None) -> dict:
         """Train and evaluate the rows (default: every non-optional row), write the tables, return them."""
-        from reasonact.experiment_tables import build_table, write_outputs
 
         selected = self.rows(rows)
         t0 = time.time()
@@ -295,7 +304,6 @@ class Experiment:
     @staticmethod
     def _chance() -> float:
         """Every row is evaluated on the SynthAct test split (``evaluate_default``): 1 / its classes."""
-        from reasonact.data.synthact import CLASSES
 
         return 1 / len(CLASSES)
 
@@ -308,10 +316,6 @@ def stage_data(recipe: Recipe, data_root: Path) -> dict[str, Path]:
     d = Path(data_root) / data_key(recipe) / "02_cot_generation"
     paths = {"vsft": d / "cot.jsonl", "fre": d / "fre" / "fre.jsonl"}
     if not (d / "done.json").is_file():
-        from reasonact.cot_filter import generate_cot
-        from reasonact.data.reasoning import build_fre_data
-        from reasonact.data.synthact import ensure_dataset
-
         train = ensure_dataset(recipe)["manifests"]["train"]
         cot = generate_cot(train, d, teacher=recipe.teacher.kind, recipe=recipe)
         fre = build_fre_data(recipe, d / "fre")
@@ -323,15 +327,12 @@ def stage_data(recipe: Recipe, data_root: Path) -> dict[str, Path]:
 
 def subset_scorer(recipe: Recipe, fraction: float, seed: int = 0):
     """A rewards Scorer over ``fraction`` of the library's sub-actions (the library-size ablation)."""
-    from reasonact.library import load_library
-    from reasonact.rewards.scorer import Scorer
 
     return Scorer(load_library(recipe.data.library_dir).subset(fraction, seed))
 
 
 def call_train_tgrpo(recipe: Recipe, run: Path, scorer=None, progress: bool = False) -> dict:
-    """The one call into reasonact/tgrpo.py."""
-    from reasonact.tgrpo import train_tgrpo
+    """The one call into reasonact/train/tgrpo.py."""
 
     return train_tgrpo(recipe, run=run, resume=True, scorer=scorer, progress=progress)
 
@@ -340,11 +341,11 @@ def train_stage_default(stage: str, recipe: Recipe, run: Path, *, library_fracti
                         library_seed: int = 0, data_root=None, progress: bool = False) -> dict:  # fmt: skip
     """Train ``stage`` into the run folder ``run`` (which links the earlier stages' folders)."""
     recipe = copy.deepcopy(recipe)
+    ensure_model(recipe, progress=progress)  # the tiny base this row starts from, built once if missing
     if stage in ("fre", "vsft"):
         cfg = getattr(recipe, stage)
         if not cfg.data:
             cfg.data = str(stage_data(recipe, data_root or DEFAULT_ROOT / "_data")[stage])
-        from reasonact.sft import train_stage
 
         return train_stage(recipe, stage, run=run, resume=True, progress=progress)
     scorer = subset_scorer(recipe, library_fraction, library_seed) if library_fraction < 1 else None
@@ -356,8 +357,6 @@ def subset_manifest(recipe: Recipe, clips_per_class: int | None, data_root: Path
     manifest in ``data_root`` (None: the whole split, the protocol's default)."""
     if not clips_per_class:
         return None
-    from reasonact.data.manifest import read_manifest, write_manifest
-    from reasonact.data.synthact import ensure_dataset
 
     src = Path(ensure_dataset(recipe)["manifests"]["test"])
     path = Path(data_root) / f"synthact_test-{_files_hash([src])}-{clips_per_class}-per-class.jsonl"
@@ -376,9 +375,9 @@ def evaluate_default(
     recipe: Recipe, run: Path, stage: str, out: Path, manifest=None, progress: bool = False
 ) -> dict:
     """``run_eval`` on ``manifest`` (None: the profile's protocol, the SynthAct test split) into ``out``."""
-    from reasonact.eval_protocols import run_eval
 
     manifests = {"synthact_test": str(manifest)} if manifest else None
+    ensure_model(recipe, progress=progress)
     return run_eval(
         recipe, run=run, stage=stage, manifests=manifests, out=out, compare_base=False, progress=progress
     )

@@ -21,8 +21,15 @@ import json
 from itertools import islice
 from pathlib import Path
 
-from reasonact import eval_metrics as em
-from reasonact.evaluate import RESULTS, STAGE_FOLDER, evaluate, fingerprint, measure_efficiency
+from reasonact.data.benchmarks import build_manifest, write_manifest
+from reasonact.data.manifest import read_manifest
+from reasonact.data.synthact import ensure_dataset
+from reasonact.eval import metrics as em
+from reasonact.eval.evaluate import RESULTS, STAGE_FOLDER, evaluate, fingerprint, measure_efficiency
+from reasonact.paths import STAGES, adapter_dir, prior_adapters, run_dir, write_metrics
+from reasonact.rewards import scorer_for
+from reasonact.video import iter_videos
+from reasonact.vlm import load_model, model_path
 
 EFFICIENCY = "efficiency.json"
 
@@ -30,7 +37,6 @@ EFFICIENCY = "efficiency.json"
 def stage_adapters(run, stage: str, profile: str = "tiny", skip=()) -> list[Path]:
     """Adapters merged for ``stage``: none for ``base``; else the run's earlier stages (those present,
     minus ``skip``) and the stage's own adapter, which must exist."""
-    from reasonact.runs import STAGES, adapter_dir, prior_adapters
 
     if stage == "base":
         return []
@@ -47,8 +53,6 @@ def load_eval_model(recipe, adapters=()):
     """The recipe's model with ``adapters`` merged, no new LoRA, on the GPU when there is one."""
     import torch
 
-    from reasonact.models import load_model
-
     model, processor = load_model(recipe, lora=False, adapters=list(adapters))
     if torch.cuda.is_available() and model.device.type == "cpu" and not recipe.model.load_in_4bit:
         model = model.to("cuda")
@@ -60,11 +64,8 @@ def protocol_manifests(protocol: str, out_dir: str | Path, recipe=None, root=Non
     """The paper's protocol as manifests ``{name: path}`` plus reports: ``synthact`` (the profile's
     test split), ``hmdb51`` / ``ucf101`` (test lists of the three official splits), ``kinetics400``
     (the validation set). Real datasets need ``root`` (videos) and ``splits`` (official lists)."""
-    from reasonact.data.actions import build_manifest, write_manifest
 
     if protocol == "synthact":
-        from reasonact.data.synthact import ensure_dataset
-
         return {"synthact_test": ensure_dataset(recipe)["manifests"]["test"]}, {}
     if protocol not in ("hmdb51", "ucf101", "kinetics400"):
         raise ValueError(f"unknown protocol {protocol!r}; choose synthact, hmdb51, ucf101 or kinetics400")
@@ -91,11 +92,6 @@ def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: st
     manifests (the folds of a protocol) are also averaged per seed (``combined``). Writes
     ``<out>/<name>/`` per manifest and ``<out>/results.json``; default ``out``:
     ``runs/<run>/06_evaluation/<stage>``."""
-    from reasonact.data.manifest import read_manifest
-    from reasonact.models import model_path
-    from reasonact.rewards import scorer_for
-    from reasonact.runs import run_dir, write_metrics
-    from reasonact.video import iter_videos
 
     cfg = recipe.eval
     out = Path(out) if out else run_dir(run, recipe.profile) / STAGE_FOLDER / stage

@@ -25,7 +25,6 @@ asks for each range on its own and always reports the same score on the wrong vi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import multiprocessing as mp
 import shutil
@@ -35,12 +34,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reasonact.config import REPO_ROOT, Recipe
-from reasonact.models import CACHE_DIR
+from reasonact import paths
+from reasonact.config import Recipe
+from reasonact.data.synthact import CLASSES, clip_seed, render_clip
+from reasonact.data.tiny import build_tiny_model
+from reasonact.prompts import video_messages
+from reasonact.train.sft import VideoCollator, train_sft
 from reasonact.video import Video, resize_square, sample_indices
+from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base, vision_token_ids
 
 QUESTION = "Describe the body in each frame range."
-COMMITTED_DIR = REPO_ROOT / "data" / "base" / "tiny-base"  # small, reproducible copy CI reuses
 
 # The description: one field per attribute, always in this order, "<field> <value>". The values of a
 # field start with distinct tokens, so one teacher-forced forward scores every field (evaluate_base).
@@ -113,7 +116,6 @@ def perception_text(pose: dict, frame_indices) -> str:
 
 
 def messages(text: str | None = None, question: str = QUESTION) -> list[dict]:
-    from reasonact.prompts import video_messages
 
     return video_messages(question, text, hint="")
 
@@ -150,7 +152,6 @@ def render_example(
     """One clip as the model sees it: sampled like ``read_video`` (uniform indices, resized square).
     ``crop`` < 1: sample from a random window of at least that fraction of the clip, so that a frame
     range's position no longer tells what the body does there (clips start and end alike)."""
-    from reasonact.data.synthact import render_clip
 
     frames, rec = render_clip(label, int(seed), level, size)
     t = rec["num_frames"]
@@ -189,7 +190,6 @@ def render_pool(
     crop: float = 1.0,
 ) -> list[dict]:
     """``per_class`` clips of every class at ``level`` from the SynthAct split ``split`` (seeds hash it)."""
-    from reasonact.data.synthact import CLASSES, clip_seed
 
     tasks = [(label, clip_seed(seed, split, label, i), level, size, video_size, num_frames, crop)
              for i in range(per_class) for label in CLASSES]  # fmt: skip
@@ -270,41 +270,8 @@ class PerceptionData:
 # ---- build, cache, evaluate ----
 
 
-def base_key(recipe: Recipe) -> str:
-    """What the base's weights depend on: its recipe, the tiny model's sizes and seed, the frames the
-    model sees and the SynthAct generator's version. Not the tokenizer corpus: the base ships its own
-    tokenizer (later stages load the processor from the base's folder), so library edits that change
-    the random-init model's tokenizer leave a committed base valid."""
-    from reasonact.data.synthact import GENERATOR_VERSION
-
-    settings = {
-        k: v for k, v in dataclasses.asdict(recipe.base).items() if k != "workers"
-    }  # workers: same pool
-    parts = [settings, dataclasses.asdict(recipe.model.tiny), recipe.video.size, recipe.video.num_frames,
-             recipe.data.synthact_size, GENERATOR_VERSION]  # fmt: skip
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def base_dir(recipe: Recipe) -> Path:
-    return CACHE_DIR / f"tiny-base-{base_key(recipe)}"
-
-
-def find_base(recipe: Recipe) -> Path | None:
-    """A finished base for this recipe: the committed copy (data/base/tiny-base) when its key matches,
-    else the cache folder. None when neither exists."""
-    key = base_key(recipe)
-    for d in (COMMITTED_DIR, base_dir(recipe)):
-        card = d / "base_card.json"
-        if (
-            (d / "model.safetensors").is_file()
-            and card.is_file()
-            and json.loads(card.read_text()).get("key") == key
-        ):
-            return d
-    return None
-
-
-def _eval_items(recipe: Recipe, per_class: int, level: str, split: str, workers: int = 1) -> list[dict]:
+def perception_items(recipe: Recipe, per_class: int, level: str, split: str, workers: int = 1) -> list[dict]:
+    """``per_class`` rendered clips of each class at ``level`` from SynthAct split ``split``, for evaluating."""
     return render_pool(
         per_class,
         level,
@@ -317,16 +284,76 @@ def _eval_items(recipe: Recipe, per_class: int, level: str, split: str, workers:
     )
 
 
+def _slot_targets(tok, item: dict, ranges: list[int] | None = None):
+    """Answer token ids and, per value, (index of its first token in the answer, field, value)."""
+    text, chars = answer_slots(item["fields"], ranges)
+    enc = tok(text, return_offsets_mapping=True, add_special_tokens=False)
+    spans = enc["offset_mapping"]
+    slots = [(next(i for i, (a, b) in enumerate(spans) if a <= c < b), k, v) for c, k, v in chars]
+    return enc["input_ids"], slots
+
+
+def _first_tokens(tok) -> dict[str, list[int]]:
+    firsts = {
+        k: [tok.encode(" " + v, add_special_tokens=False)[0] for v in vals] for k, vals in FIELDS.items()
+    }
+    for k, ids in firsts.items():
+        assert len(set(ids)) == len(ids), f"values of field {k!r} share a first token: {FIELDS[k]}"
+    return firsts
+
+
+@torch.no_grad()
+def perception_accuracy(
+    model,
+    processor,
+    items: list[dict],
+    batch_size: int = 16,
+    swap_videos: bool = False,
+    ranges_per_example: int = 1,
+) -> dict:
+    """Teacher-forced accuracy per field: at each value, is the true value the likeliest of the field's
+    values? ``swap_videos`` pairs every text with another clip's video: what the text alone gets right
+    (the honest baseline: ranges are autocorrelated, so text context predicts a lot). With
+    ``ranges_per_example=1`` every range is asked for on its own (no text context); 0: whole descriptions."""
+
+    tok, collator = processor.tokenizer, VideoCollator(processor)
+    firsts = _first_tokens(tok)
+    hits = {k: [] for k in FIELDS}
+    model.eval()
+    n = len(items[0]["fields"])
+    jobs = (
+        [(it, [r]) for it in items for r in range(n)]
+        if ranges_per_example == 1
+        else [(it, None) for it in items]
+    )
+    for s in range(0, len(jobs), batch_size):
+        chunk = jobs[s : s + batch_size]
+        examples = [to_example(it, rg) for it, rg in chunk]
+        if swap_videos:  # neighbours are different classes (pools are class-interleaved)
+            frames = [e["frames"] for e in examples]
+            metas = [e["video_metadata"] for e in examples]
+            shift = n if ranges_per_example == 1 else 1  # the same range of the previous clip
+            for i, e in enumerate(examples):
+                e["frames"], e["video_metadata"] = frames[i - shift], metas[i - shift]
+        batch = collator(examples)
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        for row, (it, rg) in enumerate(chunk):
+            ids, slots = _slot_targets(tok, it, rg)
+            begin = int((batch["labels"][row] != -100).nonzero()[0])
+            assert batch["input_ids"][row, begin : begin + len(ids)].tolist() == ids
+            for t, k, v in slots:
+                cand = logits[row, begin + t - 1, firsts[k]]
+                hits[k].append(FIELDS[k][int(cand.argmax())] == v)
+    acc = {k: float(np.mean(h)) for k, h in hits.items()}
+    return {**acc, "mean": float(np.mean(list(acc.values())))}
+
+
 def build_base(
     recipe: Recipe, out: str | Path | None = None, force: bool = False, progress: bool = True
 ) -> Path:
     """Pretrain the tiny model on perception (full fine-tune through ``train_sft``) and save it (fp16
     safetensors + processor + ``base_card.json``). Cached: a finished base for the same key is reused."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from reasonact.data.synthact import GENERATOR_VERSION
-    from reasonact.models import build_tiny_model
-    from reasonact.sft import VideoCollator, train_sft
 
     cfg, key = recipe.base, base_key(recipe)
     out = Path(out) if out else base_dir(recipe)
@@ -371,7 +398,7 @@ def build_base(
     model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     card = {
-        "key": key, "generator_version": GENERATOR_VERSION, "recipe": recipe.source, "base": dataclasses.asdict(cfg),
+        "key": key, "generator_version": paths.GENERATOR_VERSION, "recipe": recipe.source, "base": dataclasses.asdict(cfg),
         "tiny": dataclasses.asdict(recipe.model.tiny), "video": dataclasses.asdict(recipe.video),
         "synthact_size": recipe.data.synthact_size, "seed": cfg.seed, "steps": trainer.state.global_step,
         "examples": trainer.state.global_step * cfg.per_device_train_batch_size,
@@ -388,7 +415,20 @@ def build_base(
     return out
 
 
-def commit_copy(path: str | Path, dest: str | Path = COMMITTED_DIR) -> Path:
+def ensure_model(recipe: Recipe, progress: bool = False) -> str:
+    """The model ``recipe`` loads, built first when it is the tiny profile's and missing: the perception
+    base (``model.use_base``; minutes) or the random-init tiny model (seconds). Loading
+    (``vlm.load_model``) never builds or trains: the pipeline (notebook 00), the CLI and the experiments
+    call this step explicitly."""
+    m = recipe.model
+    if m.name_or_path:
+        return m.name_or_path
+    if m.use_base:
+        return str(find_base(recipe) or build_base(recipe, progress=progress))
+    return str(build_tiny_model(cfg=m.tiny, video_size=recipe.video.size))
+
+
+def commit_copy(path: str | Path, dest: str | Path = COMMITTED_BASE_DIR) -> Path:
     """Copy a finished base (fp16 weights, config, processor, card) to data/base/tiny-base, where
     ``model_path`` finds it while its key matches the recipe: CI then skips the build."""
     path, dest = Path(path), Path(dest)
@@ -399,15 +439,10 @@ def commit_copy(path: str | Path, dest: str | Path = COMMITTED_DIR) -> Path:
     return dest
 
 
-# evaluation lives in base_eval.py (kept importable from here: the CLI calls reasonact.base.evaluate_base)
-from reasonact.base_eval import evaluate_base, perception_accuracy, plot_learning_curve  # noqa: E402,F401
-
-
 @torch.no_grad()
 def describe(model, processor, item: dict, ranges: list[int], max_new_tokens: int = 24) -> list[dict]:
     """What a model says about frame ranges of a pool item (``render_example``), next to the truth:
     ``[{frames, said, truth}]``. Greedy decoding, vision tokens suppressed."""
-    from reasonact.models import vision_token_ids
 
     out = []
     for r in ranges:

@@ -27,7 +27,7 @@ replaces, built once from the local model (no download) and cached:
    weights are folded into the vectors, so encoding is only a sum.
 
 On the labelled sentences and on held-out library phrasings the result detects sub-actions about
-as well as MiniLM (BENCHMARKS.md, Rewards); it is an option (``load_encoder("minilm-static")``,
+as well as MiniLM (BENCHMARKS.md, Rewards); it is an option (``load_sentence_encoder("minilm-static")``,
 ``build_index(lib, "minilm-static")``, ``Scorer(model="minilm-static")``,
 ``bench/rewards.py --encoder static``), MiniLM stays the default. Thresholds are calibrated
 separately for it: the library cache is keyed by the model id, which for this encoder is
@@ -52,7 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonact.embeddings import CACHE_DIR, default_model_path
+from reasonact.library import load_library
+from reasonact.library.encoders import CACHE_DIR, default_model_path, encode, load_sentence_encoder
+from reasonact.library.grammar import FILLERS, NO_SUBJECT, SUBJECTS, TEMPLATES
 
 NAME = "minilm-static"
 VERSION = 3
@@ -165,14 +167,13 @@ def source_fingerprint(source: str) -> str:
 def corpus(library, seed: int = 0) -> tuple[list[str], list[str]]:
     """(distillation sentences, whole words) from a library: each distinct phrasing once in a
     seeded calibration-style template (subject, frame header, connective), plus the fillers."""
-    from reasonact.rewards.subaction import _NO_SUBJECT, _SUBJECTS, _TEMPLATES, FILLERS
 
     rng = random.Random(seed)
     phrasings = sorted({p for a in library for s in a.sub_actions for p in s.phrasings})
     out = []
     for p in phrasings:
-        subj, tpl, a = rng.choice(_SUBJECTS), rng.choice(_TEMPLATES), rng.randint(1, 13)
-        if _NO_SUBJECT.match(p):
+        subj, tpl, a = rng.choice(SUBJECTS), rng.choice(TEMPLATES), rng.randint(1, 13)
+        if NO_SUBJECT.match(p):
             tpl = tpl.replace("{S} ", "").replace("{s} ", "")
         out.append(tpl.format(S=subj.capitalize(), s=subj, p=p, a=a, b=a + rng.randint(1, 3)))
     labels = sorted({a.label.replace("_", " ") for a in library}) or ["the action"]
@@ -359,11 +360,7 @@ def build_static(
     corpus): a small, quick build for tests; words outside it are then ignored."""
     import torch
 
-    from reasonact.embeddings import load_encoder
-
     if library is None:
-        from reasonact.library import load_library
-
         library = load_library()
     source = source or default_model_path()
     texts, words = corpus(library)
@@ -375,7 +372,7 @@ def build_static(
     if path.is_file() and not refresh:
         return _load(path, name)
     t0 = time.perf_counter()
-    st = load_encoder(source)
+    st = load_sentence_encoder(source)
     model = st[0].auto_model.eval()
     from tokenizers import Tokenizer
 
@@ -412,7 +409,6 @@ def build_static(
     tok_json = tok.to_str()
     enc = StaticEncoder(vectors, token_rows, word_rows, tok_json, name)
     log(f"static encoder: MiniLM embeddings of {len(texts)} distillation sentences")
-    from reasonact.embeddings import encode
 
     teacher = encode(texts, st)
     enc.vectors, fit = _distil(enc, texts, teacher, log)
@@ -457,8 +453,6 @@ def _load(path: Path, name: str) -> StaticEncoder:
 def static_id(library=None, source: str | None = None) -> str:
     """``"minilm-static@<key>"`` of the build for ``library`` (default: the committed one); no build."""
     if library is None:
-        from reasonact.library import load_library
-
         library = load_library()
     texts, words = corpus(library)
     return f"{NAME}@{build_key(source or default_model_path(), texts, words)}"

@@ -33,10 +33,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reasonact.config import CotFilterConfig
+from reasonact.config import CotFilterConfig, load_config
+from reasonact.cot.teacher import Chain, make_teacher
+from reasonact.data.manifest import read_manifest
 from reasonact.rewards import basic
 from reasonact.rewards.parse import parse
-from reasonact.teacher import Chain
+from reasonact.rewards.scorer import Scorer, default_scorer
 
 RULES = ("error", "format", "answer", "frames", "length", "phase_order", "duplicate")
 _WORDS = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+")
@@ -145,7 +147,6 @@ def filter_chains(
 ) -> FilterResult:
     """Apply the rules of the module docstring. ``scorer`` (a ``rewards.Scorer``) defaults to the
     process-wide one over the committed library; its library also resolves answers."""
-    from reasonact.rewards.scorer import default_scorer
 
     cfg = cfg or CotFilterConfig()
     scorer = scorer or default_scorer()
@@ -261,10 +262,6 @@ def generate_cot(
 ) -> dict:
     """``reasonact cot generate``: teacher chains for every clip of ``manifest``, filtered and saved in
     ``out``. Returns (and writes to ``out/summary.json``) counts per rule, sizes and paths."""
-    from reasonact.config import load_config
-    from reasonact.data.manifest import read_manifest
-    from reasonact.rewards.scorer import Scorer, default_scorer
-    from reasonact.teacher import make_teacher
 
     recipe = recipe or load_config(profile)
     fmt = fmt or recipe.teacher.format

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from trl import GRPOTrainer
 
-from reasonact.models import vision_token_ids
 from reasonact.rewards import get_reward
 from reasonact.rewards.contrast import temporal_contrast_reward
 from reasonact.rewards.functions import accuracy_reward
-from reasonact.rewards.parse import _block_matches
+from reasonact.rewards.parse import block_matches
 from reasonact.video import Video, read_video
+from reasonact.vlm import vision_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def observation_mask(tokenizer, completion_ids: torch.Tensor, completion_mask: t
     for b, (ids, m) in enumerate(zip(completion_ids.tolist(), completion_mask.tolist())):
         ids = [t for t, keep in zip(ids, m) if keep]
         text = tokenizer.decode(ids, skip_special_tokens=True)
-        block = _block_matches(text).get("observation")
+        block = block_matches(text).get("observation")
         if not block:
             continue
         start, end, prev = block[0], block[1], 0
@@ -385,7 +385,3 @@ def per_row(video: dict) -> dict:
         "video_grid_thw": list(video["video_grid_thw"].split(1)),
         "second_per_grid_ts": list(video["second_per_grid_ts"].split(1)),
     }
-
-
-# The stage's entry point lives in tgrpo_run.py (data, config, saving); re-exported here.
-from reasonact.tgrpo_run import train_tgrpo  # noqa: E402, F401

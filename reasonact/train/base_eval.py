@@ -1,4 +1,4 @@
-"""Does the tiny base see? Evaluation of the perception-pretrained base (reasonact/base.py).
+"""Does the tiny base see? Evaluation of the perception-pretrained base (reasonact/train/base.py).
 
 - ``perception_accuracy``: teacher-forced, each frame range asked for on its own, per field; always
   compare with ``swap_videos=True`` (another clip's video: every text and position prior included).
@@ -14,73 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reasonact.base import FIELDS, _eval_items, answer_slots, messages, to_example
 from reasonact.config import Recipe
-
-
-def _slot_targets(tok, item: dict, ranges: list[int] | None = None):
-    """Answer token ids and, per value, (index of its first token in the answer, field, value)."""
-    text, chars = answer_slots(item["fields"], ranges)
-    enc = tok(text, return_offsets_mapping=True, add_special_tokens=False)
-    spans = enc["offset_mapping"]
-    slots = [(next(i for i, (a, b) in enumerate(spans) if a <= c < b), k, v) for c, k, v in chars]
-    return enc["input_ids"], slots
-
-
-def _first_tokens(tok) -> dict[str, list[int]]:
-    firsts = {
-        k: [tok.encode(" " + v, add_special_tokens=False)[0] for v in vals] for k, vals in FIELDS.items()
-    }
-    for k, ids in firsts.items():
-        assert len(set(ids)) == len(ids), f"values of field {k!r} share a first token: {FIELDS[k]}"
-    return firsts
-
-
-@torch.no_grad()
-def perception_accuracy(
-    model,
-    processor,
-    items: list[dict],
-    batch_size: int = 16,
-    swap_videos: bool = False,
-    ranges_per_example: int = 1,
-) -> dict:
-    """Teacher-forced accuracy per field: at each value, is the true value the likeliest of the field's
-    values? ``swap_videos`` pairs every text with another clip's video: what the text alone gets right
-    (the honest baseline: ranges are autocorrelated, so text context predicts a lot). With
-    ``ranges_per_example=1`` every range is asked for on its own (no text context); 0: whole descriptions."""
-    from reasonact.sft import VideoCollator
-
-    tok, collator = processor.tokenizer, VideoCollator(processor)
-    firsts = _first_tokens(tok)
-    hits = {k: [] for k in FIELDS}
-    model.eval()
-    n = len(items[0]["fields"])
-    jobs = (
-        [(it, [r]) for it in items for r in range(n)]
-        if ranges_per_example == 1
-        else [(it, None) for it in items]
-    )
-    for s in range(0, len(jobs), batch_size):
-        chunk = jobs[s : s + batch_size]
-        examples = [to_example(it, rg) for it, rg in chunk]
-        if swap_videos:  # neighbours are different classes (pools are class-interleaved)
-            frames = [e["frames"] for e in examples]
-            metas = [e["video_metadata"] for e in examples]
-            shift = n if ranges_per_example == 1 else 1  # the same range of the previous clip
-            for i, e in enumerate(examples):
-                e["frames"], e["video_metadata"] = frames[i - shift], metas[i - shift]
-        batch = collator(examples)
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-        for row, (it, rg) in enumerate(chunk):
-            ids, slots = _slot_targets(tok, it, rg)
-            begin = int((batch["labels"][row] != -100).nonzero()[0])
-            assert batch["input_ids"][row, begin : begin + len(ids)].tolist() == ids
-            for t, k, v in slots:
-                cand = logits[row, begin + t - 1, firsts[k]]
-                hits[k].append(FIELDS[k][int(cand.argmax())] == v)
-    acc = {k: float(np.mean(h)) for k, h in hits.items()}
-    return {**acc, "mean": float(np.mean(list(acc.values())))}
+from reasonact.data.synthact import CLASSES
+from reasonact.data.tiny import build_tiny_model
+from reasonact.prompts import QUESTION as ACTION_QUESTION
+from reasonact.prompts import video_messages
+from reasonact.train.base import FIELDS, messages, perception_accuracy, perception_items, to_example
+from reasonact.train.sft import VideoCollator
 
 
 def majority_rates(items: list[dict]) -> dict:
@@ -145,10 +85,6 @@ def linear_probe(
 def zero_shot_accuracy(model, processor, items: list[dict]) -> dict:
     """Score every class name as the answer to the action question; the likeliest one is the prediction.
     A model pretrained on perception only must be about chance (1/12)."""
-    from reasonact.data.synthact import CLASSES
-    from reasonact.prompts import QUESTION as ACTION_QUESTION
-    from reasonact.prompts import video_messages
-    from reasonact.sft import VideoCollator
 
     collator, preds = VideoCollator(processor), []
     model.eval()
@@ -178,21 +114,18 @@ def evaluate_base(
     (against the random-init model), and zero-shot action accuracy (must be about chance)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from reasonact.data.synthact import CLASSES
-    from reasonact.models import build_tiny_model
-
     t0 = time.time()
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(path)
     split = recipe.base.split
     out = {"path": str(path), "level": level}
     for lv in sorted({"easy", level}):
-        items = _eval_items(recipe, per_class, lv, split + "-test")
+        items = perception_items(recipe, per_class, lv, split + "-test")
         out[f"perception_{lv}"] = perception_accuracy(model, processor, items)
         out[f"perception_{lv}_wrong_video"] = perception_accuracy(model, processor, items, swap_videos=True)
         out[f"majority_{lv}"] = majority_rates(items)
-    train = _eval_items(recipe, probe_train_per_class, level, split + "-probe-train")
-    test = _eval_items(recipe, per_class, level, split + "-probe-test")
+    train = perception_items(recipe, probe_train_per_class, level, split + "-probe-train")
+    test = perception_items(recipe, per_class, level, split + "-probe-test")
     ytr = torch.tensor([CLASSES.index(it["label"]) for it in train])
     yte = torch.tensor([CLASSES.index(it["label"]) for it in test])
     models = {"base": model}

@@ -32,6 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from reasonact.data.benchmarks import load_classes
+from reasonact.data.synthact import CLASSES
+from reasonact.library import DATASET_ALIASES, normalize_label
+from reasonact.rewards.basic import answer_action, clean_answer
+from reasonact.rewards.scorer import REASONING
+from reasonact.rewards.subaction import detect
+
 SCALARS = ("accuracy", "format", "format_pa", "subaction", "temporal_consistency", "c_seq", "c_cross", "c_bind",
            "new_tokens", "latency_s")  # fmt: skip
 NO_ANSWER, OTHER = "(no answer)", "(other)"
@@ -51,11 +58,8 @@ def mean_std(values) -> dict:
 
 def subaction_vocabulary(lib, dataset: str | None) -> list[str]:
     """Every sub-action name of the dataset's classes (SynthAct: its 12 classes' library entries)."""
-    from reasonact.library import DATASET_ALIASES
 
     if dataset == "synthact":
-        from reasonact.data.synthact import CLASSES
-
         actions = []
         for c in CLASSES:
             try:
@@ -74,20 +78,14 @@ def dataset_classes(records: list[dict]) -> list[str]:
     names = {r["label"] for r in records}
     for ds in {r.get("dataset") for r in records}:
         if ds == "synthact":
-            from reasonact.data.synthact import CLASSES
-
             names |= set(CLASSES)
         elif ds in ("hmdb51", "ucf101", "kinetics400"):
-            from reasonact.data.actions import load_classes
-
             names |= set(load_classes(ds))
     return sorted(names)
 
 
 def _wide_detections(scorer, analysis, vocabulary: list[str]) -> set[str]:
     """Sub-actions named in the reasoning, every name of ``vocabulary`` a candidate."""
-    from reasonact.rewards.scorer import REASONING
-    from reasonact.rewards.subaction import detect
 
     det = scorer.detector
     names = [n for n in vocabulary if n in det.rows]
@@ -105,7 +103,6 @@ _CLASS_MAPS: dict = {}
 
 def _class_maps(classes, dataset, lib) -> tuple[dict, dict]:
     """(normalised name -> class, library key -> class), cached per library, dataset and class list."""
-    from reasonact.library import normalize_label
 
     key = (id(lib), dataset, tuple(classes))
     if key not in _CLASS_MAPS:
@@ -125,8 +122,6 @@ def _class_maps(classes, dataset, lib) -> tuple[dict, dict]:
 def predicted_label(answer: str | None, label: str, correct: bool, classes, dataset, lib) -> str:
     """The class of ``classes`` the answer names (``label`` when it is correct): its normalised text,
     else the library entry it resolves to (aliases, "jumping" -> jump)."""
-    from reasonact.library import normalize_label
-    from reasonact.rewards.basic import answer_action, clean_answer
 
     if correct:
         return label

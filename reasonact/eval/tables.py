@@ -1,4 +1,4 @@
-"""The experiment tables' numbers, markdown and figure (``reasonact/experiments.py`` runs the rows).
+"""The experiment tables' numbers, markdown and figure (``reasonact/eval/experiments.py`` runs the rows).
 
 Per row, every metric is pooled over its runs' evaluation seeds (one run per training seed; one run
 when the table has no training seeds): mean ± std (ddof=1) over the seeds. The difference from the
@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reasonact.eval_metrics import mean_std
+from reasonact.eval.metrics import mean_std
+from reasonact.viz.plots import PHASE_COLOURS
 
 METRICS = ("accuracy", "format", "subaction", "subaction_precision", "subaction_recall", "temporal_consistency",
            "new_tokens", "latency_s")  # fmt: skip
@@ -196,8 +197,6 @@ def render_markdown(table: dict) -> str:
 def accuracy_figure(table: dict, chance: float | None = None):
     """Bars: accuracy mean ± std per row (colour = group), dashed: chance and the baseline."""
     from matplotlib.figure import Figure
-
-    from reasonact.plots import PHASE_COLOURS
 
     rows = table["rows"]
     groups = list(dict.fromkeys(r.get("group") for r in rows))

@@ -42,7 +42,13 @@ _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class LibraryError(ValueError):
-    """An invalid library entry; the message names the file, the action and the field."""
+    """Invalid library entries: ``errors`` lists every problem, each naming the file, the action, the phase
+    and the field; the message is the count and the list."""
+
+    def __init__(self, errors: str | list[str]):
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        head = "" if len(self.errors) == 1 else f"{len(self.errors)} problems in the sub-action library:\n"
+        super().__init__(head + "\n".join(self.errors))
 
 
 @dataclass(frozen=True)
@@ -214,44 +220,57 @@ def _hist(values: list[int]) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 
-def _parse_action(dataset: str, label: str, raw, path: Path) -> Action:
+def _parse_action(dataset: str, label: str, raw, path: Path, errors: list[str]) -> Action | None:
+    """The entry as an Action, or None; every problem found is appended to ``errors`` (file, action,
+    phase and field named), so one run of the validator reports them all."""
     where = f"{path}: action '{label}'"
+    n_before = len(errors)
+
+    def err(msg: str) -> None:
+        errors.append(f"{where}: {msg}")
+
     if not isinstance(raw, dict):
-        raise LibraryError(f"{where}: must be a mapping with description, aliases, phases")
-    unknown = set(raw) - {"description", "aliases", "phases"}
-    if unknown:
-        raise LibraryError(f"{where}: unknown field(s) {sorted(unknown)}")
+        err("must be a mapping with description, aliases, phases")
+        return None
+    if unknown := set(raw) - {"description", "aliases", "phases"}:
+        err(f"unknown field(s) {sorted(unknown)}")
     if not isinstance(raw.get("description"), str) or not raw["description"].strip():
-        raise LibraryError(f"{where}: field 'description' is missing or empty")
+        err("field 'description' is missing or empty")
     aliases = raw.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(x, str) for x in aliases):
-        raise LibraryError(f"{where}: field 'aliases' must be a list of strings")
+        err("field 'aliases' must be a list of strings")
     phases_raw = raw.get("phases")
     if not isinstance(phases_raw, list) or not 3 <= len(phases_raw) <= 5:
-        raise LibraryError(f"{where}: field 'phases' must list 3-5 phases, got {len(phases_raw or [])}")
+        err(
+            f"field 'phases' must list 3-5 phases, got {len(phases_raw) if isinstance(phases_raw, list) else 0}"
+        )
     phases, seen_phase, seen_sub = [], set(), set()
-    for i, ph in enumerate(phases_raw):
-        w = f"{where}: phases[{i}]"
-        if not isinstance(ph, dict) or set(ph) - {"name", "share", "sub_actions"}:
-            raise LibraryError(f"{w}: must have exactly name, share, sub_actions")
+    for i, ph in enumerate(phases_raw if isinstance(phases_raw, list) else []):
+        if not isinstance(ph, dict):
+            err(f"phases[{i}]: must be a mapping with name, share, sub_actions")
+            continue
         name = ph.get("name")
+        w = f"phases[{i}] ({name})" if isinstance(name, str) else f"phases[{i}]"
+        if extra := set(ph) - {"name", "share", "sub_actions"}:
+            err(f"{w}: unknown field(s) {sorted(extra)}")
         if not isinstance(name, str) or not _SNAKE.match(name):
-            raise LibraryError(f"{w}: field 'name' must be a snake_case string, got {name!r}")
-        if name in seen_phase:
-            raise LibraryError(f"{w}: duplicate phase '{name}'")
+            err(f"{w}: field 'name' must be a snake_case string, got {name!r}")
+        elif name in seen_phase:
+            err(f"{w}: duplicate phase '{name}'")
         seen_phase.add(name)
         share = ph.get("share")
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
-            raise LibraryError(f"{w} ({name}): field 'share' must be a number in (0, 1), got {share!r}")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+            err(f"{w}: field 'share' must be a number in (0, 1), got {share!r}")
         subs_raw = ph.get("sub_actions")
         if not isinstance(subs_raw, dict) or not 2 <= len(subs_raw) <= 5:
-            raise LibraryError(f"{w} ({name}): field 'sub_actions' must map 2-5 names to phrasings")
+            err(f"{w}: field 'sub_actions' must map 2-5 names to phrasings")
+            continue
         subs = []
         for sname, phr in subs_raw.items():
             if not isinstance(sname, str) or not _SNAKE.match(sname):
-                raise LibraryError(f"{w} ({name}): sub-action name {sname!r} must be snake_case")
-            if sname in seen_sub:
-                raise LibraryError(f"{w} ({name}): sub-action '{sname}' already appears in an earlier phase")
+                err(f"{w}: sub-action name {sname!r} must be snake_case")
+            elif sname in seen_sub:
+                err(f"{w}: sub-action '{sname}' already appears in an earlier phase")
             seen_sub.add(sname)
             if (
                 not isinstance(phr, list)
@@ -259,50 +278,54 @@ def _parse_action(dataset: str, label: str, raw, path: Path) -> Action:
                 or not all(isinstance(x, str) and x.strip() for x in phr)
                 or len(set(phr)) != len(phr)
             ):
-                raise LibraryError(
-                    f"{w} ({name}): sub-action '{sname}' needs at least 2 distinct non-empty phrasings"
-                )
-            subs.append(SubAction(sname, tuple(x.strip() for x in phr)))
-        phases.append(Phase(name, float(share), tuple(subs)))
+                err(f"{w}: sub-action '{sname}' needs at least 2 distinct non-empty phrasings")
+                continue
+            subs.append(SubAction(str(sname), tuple(x.strip() for x in phr)))
+        if isinstance(share, int | float):
+            phases.append(Phase(str(name), float(share), tuple(subs)))
+    if len(errors) > n_before:
+        return None
     total = sum(p.share for p in phases)
     if abs(total - 1) > 0.011:
-        raise LibraryError(f"{where}: phase shares sum to {total:.3f}, not 1")
-    return Action(
-        dataset,
-        str(label),
-        raw["description"].strip(),
-        tuple(a.lower() for a in aliases),
-        tuple(phases),
-        str(path),
-    )
+        err(f"phase shares sum to {total:.3f}, not 1")
+        return None
+    return Action(dataset, str(label), raw["description"].strip(), tuple(a.lower() for a in aliases),
+                  tuple(phases), str(path))  # fmt: skip
 
 
 def load_library(directory: str | Path = LIBRARY_DIR) -> Library:
-    """Load and validate every ``*.yaml`` in ``directory`` (relative paths are from the repository root);
-    raise LibraryError naming the file, the action and the field."""
+    """Load and validate every ``*.yaml`` in ``directory`` (relative paths are from the repository root).
+    Every problem of every file is collected; if there is any, one LibraryError lists them all (its
+    ``errors``), each naming the file, the action, the phase and the field."""
     directory = Path(directory)
     directory = directory if directory.is_absolute() else REPO_ROOT / directory
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise LibraryError(f"{directory}: no library files (*.yaml)")
     actions: dict[str, Action] = {}
+    errors: list[str] = []
     for path in files:
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            raise LibraryError(f"{path}: not valid YAML ({e})") from None
+            errors.append(f"{path}: not valid YAML ({e})")
+            continue
         if not isinstance(doc, dict) or not isinstance(doc.get("actions"), dict):
-            raise LibraryError(f"{path}: expected a mapping with 'dataset' and 'actions'")
+            errors.append(f"{path}: expected a mapping with 'dataset' and 'actions'")
+            continue
         dataset = doc.get("dataset")
         if dataset not in DATASETS:
-            raise LibraryError(f"{path}: field 'dataset' must be one of {DATASETS}, got {dataset!r}")
+            errors.append(f"{path}: field 'dataset' must be one of {DATASETS}, got {dataset!r}")
+            continue
         for label, raw in doc["actions"].items():
-            action = _parse_action(dataset, str(label), raw, path)
+            action = _parse_action(dataset, str(label), raw, path, errors)
+            if action is None:
+                continue
             if action.key in actions:
-                raise LibraryError(
-                    f"{path}: action '{label}' is also defined in {actions[action.key].source}"
-                )
+                errors.append(f"{path}: action '{label}' is also defined in {actions[action.key].source}")
             actions[action.key] = action
+    if errors:
+        raise LibraryError(errors)
     return Library(actions)
 
 

@@ -1,0 +1,1 @@
+"""Views for notebooks and reports: figures, widgets, the reward inspector."""

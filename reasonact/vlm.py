@@ -1,0 +1,303 @@
+"""Models: the tiny Qwen2.5-VL built locally, real model loading, LoRA / QLoRA.
+
+One code path for both profiles: ``load_model(recipe)`` returns ``(model, processor)`` for the tiny
+model (built once from a config and cached under ``runs/_cache``) or for a hub id / local folder such
+as ``Qwen/Qwen2.5-VL-3B-Instruct``. Weights load from safetensors only and ``trust_remote_code``
+stays off unless a recipe asks for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import yaml
+
+from reasonact import paths, prompts
+from reasonact.config import REPO_ROOT, LoraConfig, Recipe, TinyModelConfig
+from reasonact.prompts import video_messages
+from reasonact.video import Video
+
+CACHE_DIR = REPO_ROOT / "runs" / "_cache"
+COMMITTED_BASE_DIR = REPO_ROOT / "data" / "base" / "tiny-base"  # small, reproducible copy CI reuses
+
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+
+# Text the tiny tokenizer is trained on besides the class names and the library: the reasoning
+# format, frame references and numbers, so that chains of thought tokenize compactly.
+_FORMAT_TEXT = [
+    "<think>",
+    "</think>",
+    "<answer>",
+    "</answer>",
+    "<observation>",
+    "</observation>",
+    "frames 1-4: the person stands upright. frames 5-8: the knees bend. frames 9-16: the body rises.",
+    "In frames 3-6 the arms swing back, then in frames 7-10 the legs extend and the feet leave the ground.",
+    "First, next, then, finally, after that, before, while, during. The answer is",
+    "Which action is shown in the video? Think step by step about the phases and sub-actions.",
+    "What happens in the video? Describe the body in each frame range, then answer.",
+    " ".join(str(i) for i in range(0, 257)),
+    "left right up down forward backward above below high low fast slow arm leg knee elbow hip head torso",
+]
+
+
+def tiny_corpus(library_dir: Path | None = None) -> list[str]:
+    """The project's own text: class names, library phrasings (when present) and CoT templates."""
+    lines = list(_FORMAT_TEXT)
+    for f in sorted((REPO_ROOT / "data" / "classes").glob("*.txt")):
+        lines += [ln.strip().replace("_", " ") for ln in f.read_text().splitlines() if ln.strip()]
+    for f in sorted((library_dir or REPO_ROOT / "data" / "library").glob("*.yaml")):
+        doc = yaml.safe_load(f.read_text()) or {}
+        for label, entry in (doc.get("actions") or {}).items():
+            lines.append(str(label).replace("_", " "))
+            lines.append(str(entry.get("description", "")))
+            for ph in entry.get("phases", []):
+                lines.append(str(ph.get("name", "")).replace("_", " "))
+                for name, phrasings in (ph.get("sub_actions") or {}).items():
+                    lines.append(name.replace("_", " "))
+                    lines += [str(p) for p in phrasings]
+    return lines
+
+
+def tiny_model_key(cfg: TinyModelConfig, video_size: int, corpus: list[str]) -> str:
+    h = hashlib.sha256(json.dumps([vars(cfg), video_size, corpus], sort_keys=True).encode())
+    return h.hexdigest()[:12]
+
+
+def tiny_model_dir(cfg: TinyModelConfig, video_size: int, corpus: list[str] | None = None) -> Path:
+    """The cache folder of the random-init tiny model (built by ``reasonact.data.tiny.build_tiny_model``)."""
+    corpus = tiny_corpus() if corpus is None else corpus
+    return CACHE_DIR / f"tiny-qwen2.5-vl-{tiny_model_key(cfg, video_size, corpus)}"
+
+
+def base_key(recipe: Recipe) -> str:
+    """What the base's weights depend on: its recipe, the tiny model's sizes and seed, the frames the
+    model sees and the SynthAct generator's version. Not the tokenizer corpus: the base ships its own
+    tokenizer (later stages load the processor from the base's folder), so library edits that change
+    the random-init model's tokenizer leave a committed base valid."""
+
+    settings = {
+        k: v for k, v in dataclasses.asdict(recipe.base).items() if k != "workers"
+    }  # workers: same pool
+    parts = [settings, dataclasses.asdict(recipe.model.tiny), recipe.video.size, recipe.video.num_frames,
+             recipe.data.synthact_size, paths.GENERATOR_VERSION]  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def base_dir(recipe: Recipe) -> Path:
+    return CACHE_DIR / f"tiny-base-{base_key(recipe)}"
+
+
+def find_base(recipe: Recipe) -> Path | None:
+    """A finished base for this recipe: the committed copy (data/base/tiny-base) when its key matches,
+    else the cache folder. None when neither exists."""
+    key = base_key(recipe)
+    for d in (COMMITTED_BASE_DIR, base_dir(recipe)):
+        card = d / "base_card.json"
+        if (
+            (d / "model.safetensors").is_file()
+            and card.is_file()
+            and json.loads(card.read_text()).get("key") == key
+        ):
+            return d
+    return None
+
+
+def model_path(recipe: Recipe) -> str:
+    """Where the model comes from: the recipe's hub id or folder; on the tiny profile the perception-
+    pretrained base (``model.use_base``: the committed copy when its key matches, else the cache) or the
+    random-init tiny model (``use_base: false``). Loading never builds or trains a model: a missing tiny
+    model is an error that says which command builds it."""
+    m = recipe.model
+    if m.name_or_path:
+        return m.name_or_path
+    if m.use_base:
+        found = find_base(recipe)
+        if found is None:
+            raise FileNotFoundError(
+                f"no tiny perception base for this recipe (key {base_key(recipe)}) in {COMMITTED_BASE_DIR} or "
+                f"{base_dir(recipe)}: build it with `reasonact base build --profile {recipe.profile}` "
+                "(about 3 minutes on 2 cores)"
+            )
+        return str(found)
+    path = tiny_model_dir(m.tiny, recipe.video.size)
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"no random-init tiny model at {path}: build it with `reasonact model build-tiny --profile {recipe.profile}`"
+        )
+    return str(path)
+
+
+def lora_target_regex(targets: list[str]) -> str:
+    """A peft ``target_modules`` regex that matches the language model's projections only."""
+    return rf".*language_model.*\.({'|'.join(map(re.escape, targets))})$"
+
+
+def apply_lora(model, lora: LoraConfig):
+    """Wrap ``model`` with LoRA on the language model; the vision tower and the rest stay frozen."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora_target_regex(lora.target_modules),
+        task_type="CAUSAL_LM",
+        # trained in full and saved with the adapter (tiny profile: the token embeddings, see LoraConfig);
+        # tied to lm_head when the model ties them, so input and output vocabularies move together
+        modules_to_save=list(lora.modules_to_save) or None,
+        ensure_weight_tying=bool(lora.modules_to_save),
+    )
+    # PEFT stores LoRA weights in fp32 on a bf16 base by default. FSDP1 cannot flatten a block whose
+    # weights mix dtypes, and ZeRO-3 fails on mixed dtypes at the first step (TRL issue 6089): keep the
+    # base dtype there (both keep fp32 master copies of the trainable weights themselves). 4-bit: as is.
+    keep_dtype = sharded_launch() and getattr(model, "hf_quantizer", None) is None
+    return get_peft_model(model, config, autocast_adapter_dtype=not keep_dtype)
+
+
+def sharded_launch() -> bool:
+    """True in a process started by ``accelerate launch`` with FSDP or DeepSpeed ZeRO-3 (the launcher's
+    environment variables), where every weight is sharded across processes."""
+    env = os.environ
+    fsdp = env.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    zero3 = (
+        env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
+    return fsdp or zero3
+
+
+def load_model(recipe: Recipe, lora: bool = True, path: str | None = None, adapters=()):
+    """Load ``(model, processor)`` from the recipe: dtype, optional 4-bit nf4 (QLoRA), optional LoRA.
+
+    ``adapters``: PEFT adapter folders of earlier stages, merged into the weights in order before the
+    new LoRA is added (FRE -> V-SFT -> T-GRPO: each stage trains a fresh adapter on top of the
+    merged result of the ones before; with 4-bit weights PEFT dequantises, merges and re-quantises).
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
+
+    m = recipe.model
+    src = path or model_path(recipe)
+    dtype = getattr(torch, m.dtype)
+    kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=m.trust_remote_code)
+    if m.attn_implementation:
+        kwargs["attn_implementation"] = m.attn_implementation
+    if m.load_in_4bit:
+        # nf4 + double quantisation + bf16/fp32 compute, as in the QLoRA paper.
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            llm_int8_skip_modules=["model.visual", "lm_head"],  # matched from the name start
+        )
+        kwargs["device_map"] = m.device_map or ("cpu" if not torch.cuda.is_available() else "auto")
+    elif m.device_map:
+        kwargs["device_map"] = m.device_map
+    model = AutoModelForImageTextToText.from_pretrained(src, **kwargs)
+    processor = AutoProcessor.from_pretrained(src, trust_remote_code=m.trust_remote_code)
+    if adapters:
+        from peft import PeftModel
+
+        for adapter in adapters:
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    if m.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=m.gradient_checkpointing)
+    elif m.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # The vision tower is frozen in every stage (the paper fine-tunes the language model).
+    for p in model.model.visual.parameters():
+        p.requires_grad_(False)
+    if lora:
+        model = apply_lora(model, m.lora)
+    return model, processor
+
+
+def vision_token_ids(processor) -> list[int]:
+    """Ids of the vision tokens: suppressed in generation (a sampled <|video_pad|> breaks the next forward)."""
+    return [processor.tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS]
+
+
+def count_parameters(model) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+# ---- generation: the one loop every stage's checks and the evaluation use ----------------------
+
+
+def decoding_kwargs(cfg, processor) -> dict:
+    """``generate`` keyword arguments of the paper's decoding (module docstring)."""
+
+    kw = dict(max_new_tokens=int(cfg.max_new_tokens), suppress_tokens=vision_token_ids(processor),
+              top_k=0, repetition_penalty=1.0)  # fmt: skip
+    if cfg.temperature > 0:
+        kw.update(do_sample=True, temperature=float(cfg.temperature), top_p=float(cfg.top_p))
+    else:
+        kw.update(do_sample=False)
+    return kw
+
+
+def prompt_text(fmt: str = "plain") -> tuple[str, str]:
+    """(question, format hint) the model is asked: the same as in V-SFT and T-GRPO."""
+
+    hint = prompts.format_hint(fmt) if hasattr(prompts, "format_hint") else prompts.FORMAT_HINT
+    return prompts.QUESTION, hint
+
+
+def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt: str = "plain"):
+    """Completions for a batch of videos: (texts, new-token counts, seconds for the whole call)."""
+    import torch
+
+    question, hint = prompt_text(fmt)
+    t0 = time.perf_counter()
+    texts = [processor.apply_chat_template(video_messages(question, hint=hint), add_generation_prompt=True,
+                                           tokenize=False) for _ in videos]  # fmt: skip
+    inputs = processor(text=texts, videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos],
+                       do_sample_frames=False, padding=True, padding_side="left", return_tensors="pt")  # fmt: skip
+    inputs = inputs.to(model.device)
+    with torch.no_grad():
+        out = model.generate(**inputs, **gen_kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    new = out[:, inputs["input_ids"].shape[1] :]
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    counts = []
+    for ids in new.tolist():
+        stop = next((i for i, t in enumerate(ids) if t in eos), None)
+        counts.append(len(ids) if stop is None else stop + 1)
+    return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)], counts, seconds
+
+
+def complete_clips(model, processor, videos: list[Video], decoding, fmt: str = "plain", seed: int = 0,
+                   batch_size: int = 8) -> list[str]:  # fmt: skip
+    """One completion per clip with ``decoding`` (an EvalConfig-like object; temperature 0 = greedy): the
+    quick checks' loop (the stages' before/after and learning curves; ``evaluate`` is the full one).
+    Eval mode, then the model's mode back; sampling on a forked RNG, so a training run's random stream
+    is untouched; batch ``i``'s samples depend only on ``(seed, i)`` and the batch."""
+    import torch
+
+    kw = decoding_kwargs(decoding, processor)
+    was_training, texts = model.training, []
+    model.eval()
+    try:
+        with torch.random.fork_rng():
+            for i in range(0, len(videos), batch_size):
+                torch.manual_seed(seed * 100_003 + i)
+                texts += generate_batch(model, processor, videos[i : i + batch_size], kw, fmt)[0]
+    finally:
+        model.train(was_training)
+    return texts
