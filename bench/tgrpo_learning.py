@@ -53,6 +53,7 @@ def main() -> None:
 
     from reasonact.config import load_config, parse_overrides
     from reasonact.paths import STAGES, prior_adapters
+    from reasonact.train.base import ensure_model
     from reasonact.train.tgrpo_stage import eval_records, score_clips, train_tgrpo
     from reasonact.vlm import load_model
 
@@ -61,6 +62,7 @@ def main() -> None:
     out = Path(a.out or tempfile.mkdtemp(prefix="tgrpo_learning_"))
     over = {"tgrpo.max_steps": a.steps, "tgrpo.eval_clips": 0, **parse_overrides(a.set)}
     recipe = load_config(a.profile, over)
+    ensure_model(recipe)  # the tiny base (or random-init model) the recipe loads, built if missing
     start = prior_adapters(a.start_run, "tgrpo", recipe.profile)
     records = eval_records(recipe, a.clips)
 

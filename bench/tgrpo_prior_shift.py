@@ -42,10 +42,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    import reasonact.train.tgrpo as tgrpo
+    import reasonact.train.tgrpo_stage as tgrpo_stage
     from reasonact.config import load_config, parse_overrides
     from reasonact.paths import STAGES
     from reasonact.rewards.parse import parse
+    from reasonact.train.base import ensure_model
     from reasonact.train.tgrpo_stage import build_trainer
 
     torch.set_num_threads(a.threads)
@@ -58,10 +59,14 @@ def main() -> None:
             out.append(float(answer is not None and re.sub(r"\s+", "_", answer.strip().lower()) == target))
         return out
 
-    tgrpo.reward_setup = lambda cfg, scorer=None: ([answer_is_target], [1.0])
+    tgrpo_stage.reward_setup = lambda cfg, scorer=None: (
+        [answer_is_target],
+        [1.0],
+    )  # the name build_trainer calls
     recipe = load_config(
         a.profile, {"tgrpo.max_steps": a.steps, "tgrpo.eval_clips": 0, **parse_overrides(a.set)}
     )
+    ensure_model(recipe)  # the tiny base (or random-init model) the recipe loads, built if missing
     run = Path(a.out or tempfile.mkdtemp(prefix="tgrpo_prior_shift_"))
     for stage in ("fre", "vsft"):
         src, dst = Path(a.start_run) / STAGES[stage] / "adapter", run / STAGES[stage] / "adapter"

@@ -92,6 +92,7 @@ def main() -> None:
     import torch
 
     from reasonact.config import load_config, parse_overrides
+    from reasonact.train.base import ensure_model
     from reasonact.train.tgrpo_stage import build_trainer
 
     if a.threads:
@@ -113,6 +114,7 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     else:
         recipe = load_config(a.profile, over)
+        ensure_model(recipe)  # the tiny base (or random-init model) the recipe loads, built if missing
     gen = {"min_new_tokens": a.min_new_tokens} if a.min_new_tokens else None
     trainer, info = build_trainer(recipe, tmp / "ckpt", run, disable_tqdm=True, generation_kwargs=gen)
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ Passing that metadata to the processor makes ``second_per_grid_ts`` right: witho
 processor assumes 24 fps and collapses the temporal positions of a short clip (README, "Notes on the stack").
 
 Frames are resized so the shorter side is ``size`` and centre-cropped to ``size x size``. The
-processor is built with a pixel budget of exactly ``size * size`` (models.build_processor), so
+processor is built with a pixel budget of exactly ``size * size`` (data/tiny.build_processor), so
 it neither upscales nor downscales: 16 frames at 224 px give 16/2 * (224/28)^2 = 512 video tokens.
 """
 

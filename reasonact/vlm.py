@@ -1,9 +1,12 @@
-"""Models: the tiny Qwen2.5-VL built locally, real model loading, LoRA / QLoRA.
+"""The model/processor layer: where a recipe's model lives, loading with LoRA / QLoRA, one generate loop.
 
-One code path for both profiles: ``load_model(recipe)`` returns ``(model, processor)`` for the tiny
-model (built once from a config and cached under ``runs/_cache``) or for a hub id / local folder such
-as ``Qwen/Qwen2.5-VL-3B-Instruct``. Weights load from safetensors only and ``trust_remote_code``
-stays off unless a recipe asks for it.
+One code path for both profiles: ``load_model(recipe)`` returns ``(model, processor)`` for a hub id or
+local folder such as ``Qwen/Qwen2.5-VL-3B-Instruct``, or, on the tiny profile, for the perception base
+(``find_base``: the committed copy in ``data/base/tiny-base`` when its key matches) or the random-init
+tiny model. Loading never builds or trains a model: ``reasonact.data.tiny`` builds the tiny model and
+``reasonact.train.base`` the base (``ensure_model``). Weights load from safetensors only and
+``trust_remote_code`` stays off unless a recipe asks for it. ``complete_clips`` / ``generate_batch`` are
+the one generation loop every stage's quick checks and the evaluation use (the decoding: ``eval/evaluate.py``).
 """
 
 from __future__ import annotations
@@ -122,14 +125,16 @@ def model_path(recipe: Recipe) -> str:
         if found is None:
             raise FileNotFoundError(
                 f"no tiny perception base for this recipe (key {base_key(recipe)}) in {COMMITTED_BASE_DIR} or "
-                f"{base_dir(recipe)}: build it with `reasonact base build --profile {recipe.profile}` "
+                f"{base_dir(recipe)}: build it with `reasonact base build --profile {recipe.profile}` and this "
+                "recipe's --config/--set "
                 "(about 3 minutes on 2 cores)"
             )
         return str(found)
     path = tiny_model_dir(m.tiny, recipe.video.size)
     if not (path / "model.safetensors").is_file():
         raise FileNotFoundError(
-            f"no random-init tiny model at {path}: build it with `reasonact model build-tiny --profile {recipe.profile}`"
+            f"no random-init tiny model at {path}: build it with `reasonact model build-tiny --profile "
+            f"{recipe.profile}` and this recipe's --config/--set"
         )
     return str(path)
 
@@ -238,7 +243,7 @@ def count_parameters(model) -> dict[str, int]:
 
 
 def decoding_kwargs(cfg, processor) -> dict:
-    """``generate`` keyword arguments of the paper's decoding (module docstring)."""
+    """``generate`` keyword arguments of the paper's decoding (``eval/evaluate.py`` describes it)."""
 
     kw = dict(max_new_tokens=int(cfg.max_new_tokens), suppress_tokens=vision_token_ids(processor),
               top_k=0, repetition_penalty=1.0)  # fmt: skip
@@ -252,8 +257,7 @@ def decoding_kwargs(cfg, processor) -> dict:
 def prompt_text(fmt: str = "plain") -> tuple[str, str]:
     """(question, format hint) the model is asked: the same as in V-SFT and T-GRPO."""
 
-    hint = prompts.format_hint(fmt) if hasattr(prompts, "format_hint") else prompts.FORMAT_HINT
-    return prompts.QUESTION, hint
+    return prompts.QUESTION, prompts.format_hint(fmt)
 
 
 def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt: str = "plain"):

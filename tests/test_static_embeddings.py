@@ -72,12 +72,12 @@ def test_built_from_the_local_minilm_and_cached(lib, built, monkeypatch):
     key = enc.name.split("@")[1]
     assert static_path(key, cache).is_file()
     # A second call loads the cache: no MiniLM, no torch work.
-    import reasonact.library.embeddings
+    import reasonact.library.static
 
     def no_model(*_, **__):
         raise AssertionError("the cached static encoder must load without MiniLM")
 
-    monkeypatch.setattr(reasonact.library.embeddings, "load_encoder", no_model)
+    monkeypatch.setattr(reasonact.library.static, "load_sentence_encoder", no_model)
     t = time.perf_counter()
     again = build_static(lib, cache_dir=cache, vocab_texts=_texts(lib), log=lambda *_: None)
     assert time.perf_counter() - t < seconds

@@ -332,7 +332,7 @@ def subset_scorer(recipe: Recipe, fraction: float, seed: int = 0):
 
 
 def call_train_tgrpo(recipe: Recipe, run: Path, scorer=None, progress: bool = False) -> dict:
-    """The one call into reasonact/train/tgrpo.py."""
+    """The one call into reasonact/train/tgrpo_stage.py."""
 
     return train_tgrpo(recipe, run=run, resume=True, scorer=scorer, progress=progress)
 

@@ -27,7 +27,7 @@ replaces, built once from the local model (no download) and cached:
    weights are folded into the vectors, so encoding is only a sum.
 
 On the labelled sentences and on held-out library phrasings the result detects sub-actions about
-as well as MiniLM (BENCHMARKS.md, Rewards); it is an option (``load_sentence_encoder("minilm-static")``,
+as well as MiniLM (BENCHMARKS.md, Rewards); it is an option (``embeddings.load_encoder("minilm-static")``,
 ``build_index(lib, "minilm-static")``, ``Scorer(model="minilm-static")``,
 ``bench/rewards.py --encoder static``), MiniLM stays the default. Thresholds are calibrated
 separately for it: the library cache is keyed by the model id, which for this encoder is

@@ -19,7 +19,7 @@ and ignored the video — as accurate on another clip's video as on its own. Eva
 asks for each range on its own and always reports the same score on the wrong video.
 
     path = build_base(load_config("tiny"))          # cached under runs/_cache/tiny-base-<key>/
-    metrics = evaluate_base(path, load_config("tiny"))
+    metrics = base_eval.evaluate_base(path, load_config("tiny"))
 """
 
 from __future__ import annotations

@@ -138,34 +138,3 @@ def evaluate_base(
     out["zero_shot"] = zero_shot_accuracy(model, processor, test)
     out["seconds"] = round(time.time() - t0, 1)
     return out
-
-
-def plot_learning_curve(cards: dict[str, dict], out: str | Path, majority: float | None = None):
-    """Held-out perception accuracy (mean over fields) and training loss vs step, one line per build."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, card in cards.items():
-        steps = [c["step"] for c in card["curve"]]
-        line = ax1.plot(steps, [c["mean"] for c in card["curve"]], marker="o", label=name)[0]
-        if all("wrong_video" in c for c in card["curve"]):  # same texts scored on another clip's video
-            ax1.plot(steps, [c["wrong_video"] for c in card["curve"]], ls=":", color=line.get_color())
-        ax2.plot([h["step"] for h in card["loss"]], [h["loss"] for h in card["loss"]], label=name)
-    if majority is not None:
-        ax1.axhline(majority, color="grey", ls="--", label="majority value per field")
-    ax1.set(
-        xlabel="step",
-        ylabel="perception accuracy (held-out, mean of fields)",
-        title="does the base see? (dotted: on the wrong video)",
-    )
-    ax2.set(xlabel="step", ylabel="training loss", yscale="log", title="perception pretraining loss")
-    ax1.legend(fontsize=7, loc="upper left", framealpha=0.6)
-    ax2.legend(fontsize=7, framealpha=0.6)
-    fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out

@@ -17,7 +17,7 @@ reference model / disabled adapter, accelerate and DeepSpeed, metrics and ``repo
 The step itself is ``VideoGRPOTrainer._generate_and_score_completions`` (one screen). Rewards: the
 rewards module's weighted total plus the temporal-contrast bonus; in process-aware mode (VideoP2R's
 PA-GRPO) the <observation> tokens get the perception reward's advantage and every other token the
-reasoning reward's. ``train_tgrpo`` is the stage's entry point (``reasonact train tgrpo``).
+reasoning reward's. The stage's entry point is ``tgrpo_stage.train_tgrpo`` (``reasonact train tgrpo``).
 """
 
 from __future__ import annotations

@@ -327,8 +327,11 @@ def reward_inspector(clips, completions=None, names=None, scorer=None, weights=N
     def show_completion(_=None):
         if state["switching"] or comp_dd.value is None:
             return
-        text.value = items[clip_dd.value]["completions"][comp_dd.value]
-        rescore()
+        value = items[clip_dd.value]["completions"][comp_dd.value]
+        if text.value == value:
+            rescore()  # the same text: the observer does not fire, but the clip may have changed
+        else:
+            text.value = value  # the observer re-scores
 
     def rescore(_=None):
         a = report.analyze(state["rec"], [text.value], scorer)[0]

@@ -9,6 +9,7 @@ it as a PNG image, in JupyterLab and in the executed copies papermill writes.
 
 from __future__ import annotations
 
+import html
 import io
 from pathlib import Path
 
@@ -73,14 +74,11 @@ def show_animation(
     from IPython.display import HTML, display
 
     gif = animation(clips, labels, fps, height)
+    alt = html.escape(", ".join(map(str, labels)), quote=True)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(gif)
-    display(
-        HTML(
-            f"<img alt='{', '.join(map(str, labels))}' src='data:image/gif;base64,{base64.b64encode(gif).decode()}'/>"
-        )
-    )
+    display(HTML(f"<img alt='{alt}' src='data:image/gif;base64,{base64.b64encode(gif).decode()}'/>"))
 
 
 def _new_ax(ax, figsize):
