@@ -158,13 +158,20 @@ def apply_lora(model, lora: LoraConfig):
         # trained in full and saved with the adapter (tiny profile: the token embeddings, see LoraConfig);
         # tied to lm_head when the model ties them, so input and output vocabularies move together
         modules_to_save=list(lora.modules_to_save) or None,
-        ensure_weight_tying=bool(lora.modules_to_save),
+        ensure_weight_tying=bool(lora.modules_to_save) and _ties_embeddings(model),
     )
     # PEFT stores LoRA weights in fp32 on a bf16 base by default. FSDP1 cannot flatten a block whose
     # weights mix dtypes, and ZeRO-3 fails on mixed dtypes at the first step (TRL issue 6089): keep the
     # base dtype there (both keep fp32 master copies of the trainable weights themselves). 4-bit: as is.
     keep_dtype = sharded_launch() and getattr(model, "hf_quantizer", None) is None
     return get_peft_model(model, config, autocast_adapter_dtype=not keep_dtype)
+
+
+def _ties_embeddings(model) -> bool:
+    """Whether the input embeddings and lm_head share one weight (after merging earlier adapters they
+    may not; asking peft to keep a tie that is not there only makes it warn)."""
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    return inp is not None and out is not None and inp.weight is out.weight
 
 
 def sharded_launch() -> bool:
@@ -246,10 +253,10 @@ def decoding_kwargs(cfg, processor) -> dict:
     """``generate`` keyword arguments of the paper's decoding (``eval/evaluate.py`` describes it)."""
 
     kw = dict(max_new_tokens=int(cfg.max_new_tokens), suppress_tokens=vision_token_ids(processor),
-              top_k=0, repetition_penalty=1.0)  # fmt: skip
-    if cfg.temperature > 0:
-        kw.update(do_sample=True, temperature=float(cfg.temperature), top_p=float(cfg.top_p))
-    else:
+              repetition_penalty=1.0)  # fmt: skip
+    if cfg.temperature > 0:  # top_k 0: nucleus sampling alone (the paper's top-p)
+        kw.update(do_sample=True, temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=0)
+    else:  # greedy: sampling flags would only make transformers warn that they are ignored
         kw.update(do_sample=False)
     return kw
 

@@ -67,5 +67,8 @@ def test_latest_stage_and_experiment_tables(tmp_path):
     (tmp_path / "xp" / "t1_tiny" / "results.json").write_text(json.dumps({"rows": []}))
     (tmp_path / "xp" / "_evals" / "e").mkdir(parents=True)
     (tmp_path / "xp" / "_evals" / "e" / "results.json").write_text(json.dumps({"stage": "base"}))
-    assert [t["name"] for t in er.experiment_tables(tmp_path / "xp")] == ["t1_tiny"]
+    (tmp_path / "xp" / "t1_tiny" / "table.md").write_text("# Table 1\n\n## Rows\n| a |\n")
+    (table,) = er.experiment_tables(tmp_path / "xp")
+    assert table["name"] == "t1_tiny"
+    assert table["markdown"] == "### Table 1\n\n#### Rows\n| a |\n"  # never a second notebook title
     assert er.experiment_tables(tmp_path / "none") == []

@@ -179,7 +179,7 @@ def test_decoding_kwargs(tiny):
         True, 0.7, 0.9, 0, 256)  # fmt: skip
     assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") in kw["suppress_tokens"]
     greedy = decoding_kwargs(EvalConfig(temperature=0), processor)
-    assert greedy["do_sample"] is False and "temperature" not in greedy
+    assert greedy["do_sample"] is False and "temperature" not in greedy and "top_k" not in greedy
 
 
 def test_read_completions_drops_torn_last_line_only(tmp_path):

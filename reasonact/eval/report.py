@@ -13,6 +13,7 @@ SynthAct test manifest.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,14 +186,17 @@ def examples_table(examples: list[dict]):
 
 
 def experiment_tables(root=None) -> list[dict]:
-    """The tables written by ``reasonact experiments`` under ``root`` (default ``runs/experiments``)."""
+    """The tables written by ``reasonact experiments`` under ``root`` (default ``runs/experiments``); each with
+    its ``markdown`` text, headings moved two levels down so that a table's title is not a notebook title."""
 
     root = Path(root) if root else DEFAULT_ROOT
     out = []
     for path in sorted(root.glob("*/results.json")) if root.is_dir() else []:
         table = json.loads(path.read_text())
         if "rows" in table:
-            out.append({"name": path.parent.name, "table": table, "markdown": path.parent / "table.md",
+            md = path.parent / "table.md"
+            text = re.sub(r"^(#+) ", r"\1## ", md.read_text(), flags=re.M) if md.is_file() else ""
+            out.append({"name": path.parent.name, "table": table, "markdown": text,
                         "figure": path.parent / "accuracy.png"})  # fmt: skip
     return out
 
