@@ -182,6 +182,10 @@ def train_tgrpo(recipe, run=None, resume: bool = True, *, progress: bool = False
     out = stage_dir(run, STAGES["tgrpo"], recipe.profile)
     trainer, info = build_trainer(recipe, out / "checkpoints", run, skip=skip, manifest=manifest, scorer=scorer,
                                   callbacks=callbacks, disable_tqdm=not progress, **overrides)  # fmt: skip
+    if not progress:  # batch / --json: the log dicts go to metrics.json's curve, not to stdout
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     model, processor, weights = trainer.model, trainer.processing_class, trainer.reward_weights.tolist()
     held_out = (
         eval_records(recipe, cfg.eval_clips) if cfg.eval_clips and not (manifest or cfg.manifest) else []
