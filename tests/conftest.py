@@ -36,3 +36,16 @@ def clip_path(tmp_path):
     from reasonact.video import write_video
 
     return write_video(tmp_path / "clip.mp4", moving_square(), fps=12)
+
+
+@pytest.fixture(scope="session")
+def scorer(tmp_path_factory):
+    """A Scorer over the small hand-written library of ``rewards/examples.py``, its index in a temp cache."""
+    from reasonact.library.embeddings import build_index, cache_path
+    from reasonact.rewards import examples
+    from reasonact.rewards.scorer import Scorer
+
+    lib = examples.mini_library(tmp_path_factory.mktemp("lib"))
+    cache = tmp_path_factory.mktemp("cache")
+    index = build_index(lib, cache_dir=cache)
+    return Scorer(lib, index, cache_path=cache_path(lib, index.model, cache))

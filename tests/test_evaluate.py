@@ -117,18 +117,6 @@ def test_write_tables(tmp_path):
 # ---- scoring with the real Scorer (six-class mini library) ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def scorer(tmp_path_factory):
-    from reasonact.library.embeddings import build_index, cache_path
-    from reasonact.rewards import examples
-    from reasonact.rewards.scorer import Scorer
-
-    lib = examples.mini_library(tmp_path_factory.mktemp("lib"))
-    cache = tmp_path_factory.mktemp("cache")
-    index = build_index(lib, cache_dir=cache)
-    return Scorer(lib, index, cache_path=cache_path(lib, index.model, cache))
-
-
 def test_score_rows_accuracy_prediction_and_subaction_counts(scorer):
     from reasonact.rewards import examples
 

@@ -6,20 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from reasonact.library.embeddings import build_index, cache_path
-from reasonact.rewards import examples
-from reasonact.rewards.scorer import Scorer
 from reasonact.rewards.temporal import leaf_detections
 from reasonact.viz import inspector, timeline
 from tests.test_rewards import CASES
-
-
-@pytest.fixture(scope="module")
-def scorer(tmp_path_factory):
-    lib = examples.mini_library(tmp_path_factory.mktemp("lib"))
-    cache = tmp_path_factory.mktemp("cache")
-    index = build_index(lib, cache_dir=cache)
-    return Scorer(lib, index, cache_path=cache_path(lib, index.model, cache))
 
 
 def _find(widget, cls):
