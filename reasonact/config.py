@@ -21,6 +21,11 @@ CONFIG_DIR = REPO_ROOT / "configs"
 PROFILES = ("tiny", "qwen2.5-vl-3b", "qwen2.5-vl-3b-qlora")
 
 
+# The default weights of the total reward, T-GRPO's recipe default; the reasons for each value are in
+# reasonact/rewards/functions.py, which scores with them.
+DEFAULT_WEIGHTS = {"accuracy": 1.0, "subaction": 0.5, "format": 0.25, "temporal_consistency": 0.5}
+
+
 class ConfigError(ValueError):
     """A recipe is invalid; the message names the file and the key."""
 
@@ -104,7 +109,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 4
     num_train_epochs: float = 1.0
     max_steps: int = -1
-    warmup_ratio: float = 0.03
+    warmup_steps: float = 0.03  # TRL's field: < 1 is a fraction of the steps (transformers 5)
     lr_scheduler_type: str = "cosine"
     save_steps: int = 200
     logging_steps: int = 10
@@ -119,6 +124,7 @@ class TrainConfig:
     # false gives the "no FRE" row of the ablations.
     from_fre: bool = True
     data: str | None = None  # None: the run's own data (02_cot_generation); or a cot.jsonl / fre.jsonl path
+    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.SFTConfig field, passed through
 
 
 @dataclass
@@ -148,7 +154,7 @@ class BaseConfig:
     per_device_train_batch_size: int = 16
     learning_rate: float = 2.0e-3  # from scratch and tiny: far above fine-tuning rates
     vision_lr_scale: float = 1.0  # vision-tower lr = learning_rate * this
-    warmup_ratio: float = 0.05
+    warmup_steps: float = 0.05
     lr_scheduler_type: str = "cosine"
     weight_decay: float = 0.0
     save_steps: int = 100
@@ -232,15 +238,8 @@ class TGRPOConfig:
     shuffled_generations: int | None = None  # shuffled-frame group per prompt; None: G/2 (Video-R1)
     mu: float = 1.0  # bonus when acc(ordered) > mu * acc(shuffled): the paper's rule (Video-R1's code: 0.8)
     bonus: float = 0.3  # added to each correct ordered completion of a winning group (Video-R1)
-    # Weights of the total reward (rewards.DEFAULT_WEIGHTS explains them); the paper tuned but never gave them.
-    weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "accuracy": 1.0,
-            "subaction": 0.5,
-            "format": 0.25,
-            "temporal_consistency": 0.5,
-        }
-    )
+    # Weights of the total reward; the paper tuned them but never gave them (why these: rewards/functions.py).
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     process_aware: bool = False  # VideoP2R's PA-GRPO: <observation> tokens get the perception advantage
     beta: float = 0.05  # KL coefficient, the paper's value
     epsilon: float = 0.2  # PPO clip range, the paper's value
@@ -259,7 +258,7 @@ class TGRPOConfig:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_steps: int = 500
-    warmup_ratio: float = 0.0
+    warmup_steps: float = 0.0
     lr_scheduler_type: str = "constant"  # RL runs are stopped on reward curves, not on a schedule
     max_grad_norm: float = 1.0
     save_steps: int = 100
@@ -269,6 +268,7 @@ class TGRPOConfig:
     use_vllm: bool = False  # not supported with video: the trainer refuses it at start-up
     eval_clips: int = 0  # validation clips scored before and after training (0: none)
     seed: int = 42
+    trl: dict[str, Any] = field(default_factory=dict)  # any other trl.GRPOConfig field, passed through
 
 
 @dataclass
@@ -339,6 +339,10 @@ def _coerce(tp: Any, value: Any, key: str, path: str) -> Any:
         if value is None:
             return None
         return _coerce(args[0], value, key, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: '{key}' must be a list, got {value!r}")

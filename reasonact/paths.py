@@ -1,9 +1,12 @@
-"""Run folders: every notebook and CLI stage reads from and writes to ``runs/<run>/<NN_stage>/``."""
+"""Run folders, JSON-lines files and derived seeds: every notebook and CLI stage reads from and writes to
+``runs/<run>/<NN_stage>/``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from reasonact.config import REPO_ROOT
@@ -19,9 +22,63 @@ def run_dir(run: str | Path | None, profile: str = "tiny") -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+# Each stage's folder in a run, named after its notebook. The training stages (in curriculum order) each
+# save a PEFT adapter in ``<folder>/adapter``; a stage starts from the base with every earlier adapter merged.
+FOLDERS = {
+    "data": "00_data",
+    "library": "01_subaction_library",
+    "cot": "02_cot_generation",
+    "fre": "03_fre",
+    "vsft": "04_video_sft",
+    "tgrpo": "05_tgrpo",
+    "eval": "06_evaluation",
+}
+STAGES = {k: FOLDERS[k] for k in ("fre", "vsft", "tgrpo")}
+
+
 def stage_dir(run: str | Path | None, stage: str, profile: str = "tiny") -> Path:
-    path = run_dir(run, profile) / stage
+    """``runs/<run>/<folder of stage>`` (created); ``stage`` is a key of ``FOLDERS`` ("data", "fre"...)."""
+    if stage not in FOLDERS:
+        raise KeyError(f"unknown stage {stage!r}; choose from {', '.join(FOLDERS)}")
+    path = run_dir(run, profile) / FOLDERS[stage]
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def derived_seed(*parts) -> int:
+    """A 31-bit seed from any parts (stable across processes and runs, unlike ``hash``)."""
+    h = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") % (2**31 - 1)
+
+
+def read_jsonl(path: str | Path, what: str, check: Callable[[dict, str], None] | None = None) -> list[dict]:
+    """Rows of a JSON-lines file. A missing file or a bad line is an error naming the file (and line);
+    ``check(row, "file:line")`` may raise for a row that parses but is not what the caller needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found (run the notebook or CLI command that writes it)")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if check is not None:
+            check(row, f"{path}:{n}")
+        rows.append(row)
+    return rows
+
+
+def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
+    """Rows as JSON lines, atomically (a temp file, then rename: a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    tmp.replace(path)
     return path
 
 
@@ -42,11 +99,6 @@ def write_metrics(directory: str | Path, metrics: dict, name: str = "metrics.jso
     path = Path(directory) / name
     path.write_text(json.dumps(_clean(metrics), indent=2, sort_keys=True) + "\n")
     return path
-
-
-# The training stages in curriculum order and their folders. Each saves a PEFT adapter in
-# ``<stage folder>/adapter``; a stage starts from the base with every earlier adapter merged in order.
-STAGES = {"fre": "03_fre", "vsft": "04_video_sft", "tgrpo": "05_tgrpo"}
 
 
 def adapter_dir(run: str | Path | None, stage: str, profile: str = "tiny") -> Path:

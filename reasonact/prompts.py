@@ -42,15 +42,17 @@ def encode_videos(
     questions: Sequence[str] | None = None,
     answers: Sequence[str] | None = None,
     add_generation_prompt: bool | None = None,
+    hint: str = FORMAT_HINT,
+    padding_side: str = "right",
 ):
-    """Processor inputs for a batch of ``reasonact.video.Video`` (frames + metadata, no re-sampling)."""
+    """Processor inputs for a batch of ``reasonact.video.Video`` (frames + metadata, no re-sampling): the
+    one place a chat with a video is encoded. ``padding_side="left"`` for generation."""
     questions = list(questions) if questions is not None else [QUESTION] * len(videos)
-    gen = answers is None if add_generation_prompt is None else add_generation_prompt
+    answers = list(answers) if answers is not None else [None] * len(videos)
+    gen = all(a is None for a in answers) if add_generation_prompt is None else add_generation_prompt
     texts = [
-        processor.apply_chat_template(
-            video_messages(q, a if answers is not None else None), add_generation_prompt=gen, tokenize=False
-        )
-        for q, a in zip(questions, answers if answers is not None else [None] * len(videos))
+        processor.apply_chat_template(video_messages(q, a, hint), add_generation_prompt=gen, tokenize=False)
+        for q, a in zip(questions, answers)
     ]
     return processor(
         text=texts,
@@ -58,5 +60,6 @@ def encode_videos(
         video_metadata=[v.metadata() for v in videos],
         do_sample_frames=False,
         padding=True,
+        padding_side=padding_side,
         return_tensors="pt",
     )

@@ -55,6 +55,17 @@ class Video:
         )
 
 
+def shuffle_frames(video: Video, rng: np.random.Generator) -> Video:
+    """The same clip with its frames in a random order, never the identity (then rolled by one). The
+    timestamps stay in order, as in Video-R1: the model sees the usual positions with shuffled content.
+    T-GRPO's shuffled group and evaluation's ``shuffled`` condition both use this."""
+    n = len(video.frames)
+    perm = rng.permutation(n)
+    if n > 1 and (perm == np.arange(n)).all():
+        perm = np.roll(perm, 1)
+    return Video(video.frames[perm], list(video.indices), video.fps, video.total_frames, video.path)
+
+
 def sample_indices(total_frames: int, num_frames: int = 16) -> list[int]:
     """Uniform indices ``round(linspace(0, total-1, N))``.
 

@@ -23,7 +23,8 @@ import yaml
 
 from reasonact import paths, prompts
 from reasonact.config import REPO_ROOT, LoraConfig, Recipe, TinyModelConfig
-from reasonact.prompts import video_messages
+from reasonact.paths import derived_seed
+from reasonact.prompts import encode_videos
 from reasonact.video import Video
 
 CACHE_DIR = REPO_ROOT / "runs" / "_cache"
@@ -273,10 +274,7 @@ def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt:
 
     question, hint = prompt_text(fmt)
     t0 = time.perf_counter()
-    texts = [processor.apply_chat_template(video_messages(question, hint=hint), add_generation_prompt=True,
-                                           tokenize=False) for _ in videos]  # fmt: skip
-    inputs = processor(text=texts, videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos],
-                       do_sample_frames=False, padding=True, padding_side="left", return_tensors="pt")  # fmt: skip
+    inputs = encode_videos(processor, videos, [question] * len(videos), hint=hint, padding_side="left")
     inputs = inputs.to(model.device)
     with torch.no_grad():
         out = model.generate(**inputs, **gen_kwargs)
@@ -307,7 +305,7 @@ def complete_clips(model, processor, videos: list[Video], decoding, fmt: str = "
     try:
         with torch.random.fork_rng():
             for i in range(0, len(videos), batch_size):
-                torch.manual_seed(seed * 100_003 + i)
+                torch.manual_seed(derived_seed(seed, i))
                 texts += generate_batch(model, processor, videos[i : i + batch_size], kw, fmt)[0]
     finally:
         model.train(was_training)

@@ -123,7 +123,7 @@ def test_train_sft_three_steps_then_resumes(tiny_model_dir, tmp_path):
     items, _ = _examples(4)
     data = base.PerceptionData([items], length=10).dataset()
     args = TrainConfig(learning_rate=1e-3, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                       max_steps=3, save_steps=3, logging_steps=1, warmup_ratio=0.0)  # fmt: skip
+                       max_steps=3, save_steps=3, logging_steps=1, warmup_steps=0.0)  # fmt: skip
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
     seen = []

@@ -15,7 +15,6 @@ from reasonact.rewards import (
     REWARDS,
     Scorer,
     basic,
-    contrast_bonus,
     examples,
     get_reward,
     process_rewards,
@@ -23,7 +22,6 @@ from reasonact.rewards import (
     reward_components,
     reward_names,
 )
-from reasonact.rewards.contrast import temporal_contrast_reward
 from reasonact.rewards.functions import normalize_weights, total_reward
 from reasonact.rewards.parse import completion_text, parse
 
@@ -315,53 +313,6 @@ def test_c_bind_falls_back_to_library_shares(scorer):
     assert value == pytest.approx((0.96 + 0.9375 + 2) / 4)
 
 
-# ---- temporal contrast ---------------------------------------------------------------------------
-
-
-def test_contrast_bonus_rule():
-    # one prompt: ordered 3/4 correct, shuffled 1/4 -> each correct ordered completion gets 0.3
-    assert contrast_bonus([1, 1, 0, 1], [0, 1, 0, 0]) == [0.3, 0.3, 0.0, 0.3]
-    # equal accuracies: the default rule (strict, mu = 1) pays nothing; Video-R1's code (>=, 0.8) pays
-    assert contrast_bonus([1, 0], [1, 0]) == [0.0, 0.0]
-    assert contrast_bonus([1, 0], [1, 0], mu=0.8, inclusive=True) == [0.3, 0.0]
-    assert contrast_bonus([1, 1], [1, 1], mu=0.8) == [0.3, 0.3]  # 1 > 0.8
-    # no shuffled completions for a prompt: no bonus; everything wrong: nothing to reward
-    assert contrast_bonus([1, 1], [], ["p", "p"], []) == [0.0, 0.0]
-    assert contrast_bonus([0, 0], [0, 0]) == [0.0, 0.0]
-
-
-def test_contrast_bonus_per_prompt_group_at_any_batch_size():
-    ordered = [1, 1, 0, 0, 1, 0, 1, 1, 1]
-    o_groups = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
-    shuffled = [0, 0, 1, 1, 1, 1]
-    s_groups = ["a", "a", "b", "b", "c", "c"]
-    # a: 2/3 > 0 -> bonus; b: 1/3 < 1 -> none; c: 3/3 = 1 -> none (not strictly better)
-    assert contrast_bonus(ordered, shuffled, o_groups, s_groups) == [0.3, 0.3, 0, 0, 0, 0, 0, 0, 0]
-    # a batch-wide comparison (Video-R1 at batch 1) would have paid group c too: 6/9 > 4/6 * 0.8
-    with pytest.raises(ValueError):
-        contrast_bonus([1], [1], ["a", "b"], ["a"])
-
-
-def test_temporal_contrast_reward_columns(scorer):
-    ok, bad = "<think>r</think><answer>jump</answer>", "<think>r</think><answer>kick</answer>"
-    comps = [ok, ok, bad, ok, bad, bad, ok, ok]
-    shuffled = [False, False, False, True, True, True, False, True]
-    groups = ["g1"] * 6 + ["g2"] * 2
-    out = temporal_contrast_reward(
-        None,
-        comps,
-        is_shuffled=shuffled,
-        group_id=groups,
-        scorer=scorer,
-        label=["jump"] * 8,
-        dataset=["synthact"] * 8,
-    )
-    # g1: ordered 2/3 > shuffled 1/3 -> the two correct ordered get 0.3; g2: 1/1 vs 1/1 -> none
-    assert out == [0.3, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-    assert all(v == 0.0 for v, s in zip(out, shuffled) if s)  # shuffled completions never rewarded
-    assert temporal_contrast_reward(None, comps, scorer=scorer, label=["jump"] * 8) == [0.0] * 8
-
-
 # ---- process-aware split ---------------------------------------------------------------------------
 
 
@@ -427,7 +378,6 @@ def test_registry_and_trl_kwargs(scorer):
         "c_cross",
         "c_bind",
         "temporal_consistency",
-        "temporal_contrast",
         "perception",
         "reasoning",
         "total",

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from reasonact.library.embeddings import EmbeddingIndex, build_index, index_rows
 from reasonact.library.encoders import encode
-from reasonact.rewards import RANGES, REWARDS, Scorer, contrast_bonus, examples, process_rewards
+from reasonact.rewards import RANGES, REWARDS, Scorer, examples, process_rewards
+from reasonact.train.tgrpo import shuffled_frame_bonus
 
 SETTINGS = dict(
     deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -272,39 +273,19 @@ def test_components_are_in_unit_range(fast, completion, r):
 
 @settings(max_examples=600, **SETTINGS)
 @given(
-    ordered=st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 1.0])), max_size=24),
-    shuffled=st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 1.0])), max_size=24),
+    ordered=st.lists(st.booleans(), max_size=12),
+    shuffled=st.lists(st.booleans(), max_size=12),
     mu=st.floats(0.0, 2.0),
-    inclusive=st.booleans(),
 )
-def test_contrast_bonus_properties(ordered, shuffled, mu, inclusive):
-    bonus = contrast_bonus(
-        [a for _, a in ordered],
-        [a for _, a in shuffled],
-        [g for g, _ in ordered],
-        [g for g, _ in shuffled],
-        mu=mu,
-        inclusive=inclusive,
-    )
+def test_shuffled_frame_bonus_properties(ordered, shuffled, mu):
+    bonus = shuffled_frame_bonus(ordered, shuffled, mu=mu)
     assert len(bonus) == len(ordered)
-    for (g, acc), b in zip(ordered, bonus):
-        assert b in (0.0, 0.3)
-        assert b == 0.0 or acc == 1.0  # only correct ordered completions
-        if not any(sg == g for sg, _ in shuffled):
-            assert b == 0.0  # no shuffled group, no bonus
-
-
-@settings(max_examples=300, **SETTINGS)
-@given(
-    flags=st.lists(st.booleans(), min_size=1, max_size=8),
-    answers=st.lists(st.sampled_from(["jump", "kick", ""]), min_size=8, max_size=8),
-)
-def test_shuffled_completions_are_never_rewarded(fast, flags, answers):
-    comps = [f"<think>r</think><answer>{a}</answer>" for a in answers[: len(flags)]]
-    out = REWARDS["temporal_contrast"](
-        None, comps, is_shuffled=flags, scorer=fast, label=["jump"] * len(flags), group_id=["g"] * len(flags)
-    )
-    assert all(v == 0.0 for v, s in zip(out, flags) if s)
+    assert all(b in (0.0, 0.3) for b in bonus)
+    assert all(b == 0.0 or ok for ok, b in zip(ordered, bonus))  # only correct ordered completions
+    if not shuffled:
+        assert not any(bonus)  # no shuffled group, no bonus
+    # the bonus is paid to every correct completion of the group or to none
+    assert len({b for ok, b in zip(ordered, bonus) if ok}) <= 1
 
 
 @settings(max_examples=30, **SETTINGS)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from reasonact.config import load_config
-from reasonact.train.sft import StageData, VideoCollator, read_jsonl, stage_examples, train_stage
+from reasonact.paths import read_jsonl
+from reasonact.train.sft import StageData, VideoCollator, stage_examples, train_stage
 
 pytestmark = pytest.mark.slow
 

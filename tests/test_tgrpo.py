@@ -135,6 +135,21 @@ def test_video_rows_survive_trl_shuffle_and_split():
         assert pix[:, 0].tolist() == [float(i) for i in ids for _ in range(int(rows[i]))]
 
 
+def test_shuffled_frame_bonus_rule():
+    from reasonact.train.tgrpo import shuffled_frame_bonus
+
+    # ordered 3/4 correct, shuffled 1/4: each correct ordered completion gets the bonus
+    assert shuffled_frame_bonus([1, 1, 0, 1], [0, 1, 0, 0]) == [0.3, 0.3, 0.0, 0.3]
+    # equal accuracies: the paper's strict rule (mu = 1) pays nothing; mu = 0.8 (Video-R1's code) pays
+    assert shuffled_frame_bonus([1, 0], [1, 0]) == [0.0, 0.0]
+    assert shuffled_frame_bonus([1, 1], [1, 1], mu=0.8) == [0.3, 0.3]
+    assert shuffled_frame_bonus([True, False], [False, False], bonus=1.0) == [1.0, 0.0]
+    # no shuffled completions: no bonus; everything wrong: nothing to reward
+    assert shuffled_frame_bonus([1, 1], []) == [0.0, 0.0]
+    assert shuffled_frame_bonus([0, 0], [0, 0]) == [0.0, 0.0]
+    assert shuffled_frame_bonus([], [1]) == []
+
+
 def test_bonus_is_decided_per_prompt_group():
     """Batch of two prompts: group A (ordered 3/4 correct, shuffled 0/2) earns the bonus on its correct
     completions; group B (ordered 1/4, shuffled 2/2) earns nothing. Pooled over the batch, ordered 4/8
@@ -153,6 +168,9 @@ def test_bonus_is_decided_per_prompt_group():
     assert out == [0.3, 0.3, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0]
     assert logged["tgrpo/bonus_group_share"] == 0.5
     assert logged["tgrpo/ordered_accuracy"] == 0.5 and logged["tgrpo/shuffled_accuracy"] == 0.5
+    assert logged["tgrpo/bonus_mean"] == pytest.approx(0.9 / 8)
+    # without the shuffled group (a plain GRPO batch) the bonus is 0 everywhere
+    assert contrast_reward()(completions=ordered, label=["jump"] * 8) == [0.0] * 8
     # a tie (p = p~) earns nothing with the paper's strict rule; Video-R1's mu 0.8 pays it
     tie = dict(completions=[right, wrong], group_id=[0, 0], shuffled_completions=[[right, wrong]] * 2,
                label=["jump"] * 2, dataset=["synthact"] * 2)  # fmt: skip

@@ -8,9 +8,10 @@ Anything else (``library_key``, ``seed``, ``pose``...) is carried along untouche
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
+
+from reasonact.paths import read_jsonl, write_jsonl
 
 REQUIRED = ("video", "label", "dataset", "split")
 
@@ -59,34 +60,22 @@ def read_manifest(path: str | Path, resolve_paths: bool = True) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
-            validate_record(rec, where)
-            if resolve_paths and not Path(rec["video"]).is_absolute():
-                rec["video"] = str(path.parent / rec["video"])
-            records.append(rec)
+    try:
+        records = read_jsonl(path, "manifest", check=validate_record)
+    except ValueError as e:  # a line that is not JSON
+        raise ManifestError(str(e)) from None
+    for rec in records:
+        if resolve_paths and not Path(rec["video"]).is_absolute():
+            rec["video"] = str(path.parent / rec["video"])
     return records
 
 
 def write_manifest(records: Iterable[dict], path: str | Path) -> Path:
-    """Validate and write records as JSON lines (atomically: a temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for i, rec in enumerate(records):
-            validate_record(rec, f"{path}: record {i}")
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    """Validate and write records as JSON lines (atomically)."""
+    records = list(records)
+    for i, rec in enumerate(records):
+        validate_record(rec, f"{path}: record {i}")
+    return write_jsonl(records, path)
 
 
 def spread(records: list[dict], n: int) -> list[dict]:

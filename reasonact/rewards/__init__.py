@@ -8,7 +8,7 @@ Every function is ``f(prompts, completions, **kwargs) -> list[float]``, never ra
 completion text and returns finite values in its documented range (``functions.py`` has the
 table). Modules: ``parse`` (tags, answer, segments, frame references), ``gt`` (ground truth from
 the columns), ``basic`` (format, accuracy), ``subaction`` (detector, calibration, R_sub),
-``temporal`` (C_seq, C_cross, C_bind), ``contrast`` (T-GRPO bonus), ``process`` (PA split),
+``temporal`` (C_seq, C_cross, C_bind), ``process`` (PA split),
 ``scorer`` (one batch pass for all components), ``report`` (score a file, tables, figures, the
 inspector's HTML), ``examples`` (a six-class library, template completions, labelled sentences).
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 
-from reasonact.rewards.contrast import contrast_bonus, temporal_contrast_reward
 from reasonact.rewards.functions import (
     DEFAULT_WEIGHTS,
     accuracy_reward,
@@ -44,13 +43,11 @@ REWARDS = {
     "c_cross": c_cross_reward,
     "c_bind": c_bind_reward,
     "temporal_consistency": temporal_consistency_reward,
-    "temporal_contrast": temporal_contrast_reward,
     "perception": perception_reward,
     "reasoning": reasoning_reward,
     "total": total_reward,
 }
 RANGES = {name: (0.0, 1.0) for name in REWARDS}
-RANGES["temporal_contrast"] = (0.0, 0.3)  # 0 or the bonus (default 0.3)
 RANGES["total"] = (0.0, sum(DEFAULT_WEIGHTS.values()))  # with the default weights: [0, sum(w)]
 
 
@@ -81,7 +78,6 @@ __all__ = [
     "RANGES",
     "DEFAULT_WEIGHTS",
     "Scorer",
-    "contrast_bonus",
     "default_scorer",
     "get_reward",
     "process_rewards",

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import math
 
+from reasonact.config import DEFAULT_WEIGHTS
 from reasonact.rewards import basic
 from reasonact.rewards.gt import row
 from reasonact.rewards.parse import completion_text, find_blocks
 from reasonact.rewards.scorer import Scorer, default_scorer
 
-DEFAULT_WEIGHTS = {"accuracy": 1.0, "subaction": 0.5, "format": 0.25, "temporal_consistency": 0.5}
 WEIGHT_ALIASES = {
     "acc": "accuracy",
     "w_acc": "accuracy",
@@ -71,6 +71,12 @@ def normalize_weights(weights: dict | None) -> dict[str, float]:
             raise ValueError(f"reward weight {k}={v} must be finite and >= 0")
         out[name] = v
     return out
+
+
+def weighted_total(components: dict, weights: dict | None = None) -> float:
+    """The total reward: ``sum_k w_k * component_k`` over the (normalised) weights; a missing or
+    ``None`` component counts 0. The one place the total is computed (T-GRPO, reports, inspector)."""
+    return float(sum(w * float(components.get(k) or 0.0) for k, w in normalize_weights(weights).items()))
 
 
 def format_reward(prompts=None, completions=(), process_aware: bool = False, **kwargs) -> list[float]:
@@ -131,13 +137,13 @@ def reward_components(
 ) -> list[dict[str, float]]:
     """Per completion: the main components, ``total`` and, with ``process_aware``, the PA format.
     The ``format`` entry of the total is the process-aware format when ``process_aware``."""
-    w = normalize_weights(weights)
+    normalize_weights(weights)  # a bad weight fails before any scoring
     out = []
     for c in components(prompts, completions, scorer, **kwargs):
         row = {k: c[k] for k in MAIN_COMPONENTS}
         if process_aware:
             row["format"] = c["format_pa"]
-        row["total"] = float(sum(wt * (row.get(k, c.get(k, 0.0))) for k, wt in w.items()))
+        row["total"] = weighted_total({**c, **row}, weights)
         out.append(row)
     return out
 

@@ -10,11 +10,11 @@ The inspector that shows these scores to a person is ``reasonact/viz/inspector.p
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from reasonact.paths import read_jsonl
 from reasonact.rewards.examples import LABELLED_SENTENCES, NEGATIVE_SENTENCES
-from reasonact.rewards.functions import MAIN_COMPONENTS, normalize_weights
+from reasonact.rewards.functions import MAIN_COMPONENTS, normalize_weights, weighted_total
 from reasonact.rewards.gt import COLUMNS
 from reasonact.rewards.scorer import Analysis, Scorer, default_scorer
 
@@ -33,9 +33,8 @@ def analyze(record: dict, completions: list, scorer: Scorer | None = None) -> li
 
 
 def result_row(a: Analysis, weights: dict | None = None) -> dict:
-    w = normalize_weights(weights)
     row = {k: round(a.components.get(k, 0.0), 4) for k in ROW_COMPONENTS}
-    row["total"] = round(sum(wt * a.components.get(k, 0.0) for k, wt in w.items()), 4)
+    row["total"] = round(weighted_total(a.components, weights), 4)
     row["answer"] = a.parsed.answer
     row["detected"] = sorted(
         {d.name for d in a.detections}, key=lambda n: min(d.start for d in a.detections if d.name == n)
@@ -65,19 +64,12 @@ def score_file(
     """Score a JSON-lines file: each line ``{"completion": ..., "label": ..., "dataset": ...,
     "phases": ..., ...}``. Raises ValueError naming the line for invalid JSON or a missing
     ``completion``; the completion text itself can be anything."""
-    path = Path(input_jsonl)
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or "completion" not in rec:
-                raise ValueError(f"{path}:{lineno}: expected an object with a 'completion' field")
-            records.append(rec)
+
+    def check(rec, where):
+        if not isinstance(rec, dict) or "completion" not in rec:
+            raise ValueError(f"{where}: expected an object with a 'completion' field")
+
+    records = read_jsonl(input_jsonl, "completions file", check=check)
     return score_records(records, weights, scorer)
 
 

@@ -15,6 +15,7 @@ TRL's own VLM collator is image-only, so SFTTrainer gets this collator with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -22,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reasonact.config import ConfigError
 from reasonact.cot.reasoning_tasks import generate_tasks
 from reasonact.data.manifest import read_manifest, spread
 from reasonact.data.synthact import ensure_dataset
 from reasonact.library import load_library
-from reasonact.paths import STAGES, prior_adapters, run_dir, stage_dir, write_metrics
+from reasonact.paths import FOLDERS, prior_adapters, read_jsonl, run_dir, stage_dir, write_metrics
 from reasonact.prompts import QUESTION, format_hint, video_messages
 from reasonact.rewards.basic import format_ok, is_correct
 from reasonact.rewards.parse import parse
@@ -102,8 +104,20 @@ def _restore_weights(model, ckpt: str) -> None:
     model.load_state_dict(loaded.state_dict())
 
 
-def _arg(args, name, default):
-    return getattr(args, name, default) if args is not None else default
+def trl_config(cls, section, **fixed):
+    """TRL's own config ``cls`` (``SFTConfig``, ``GRPOConfig``) from a recipe section: every field of the
+    section that is also a field of ``cls`` keeps its name and value, the section's ``trl`` mapping passes
+    any other field of ``cls`` through (one new TRL knob = one line of YAML), and ``fixed`` (what the stage
+    decides itself: output folder, precision, columns) wins. A ``trl`` key ``cls`` lacks is an error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = dict(getattr(section, "trl", None) or {})
+    unknown = sorted(set(extra) - names)
+    if unknown:
+        raise ConfigError(
+            f"{type(section).__name__}: key 'trl.{unknown[0]}' is not a field of trl.{cls.__name__}"
+        )
+    ours = {f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name in names}
+    return cls(**{**ours, **extra, **fixed})
 
 
 def mixed_precision(model) -> dict:
@@ -130,43 +144,30 @@ def train_sft(
 ):
     """Train with TRL's SFTTrainer; resume from the last ``checkpoint-*`` in ``out_dir`` when present.
 
-    ``args`` is a TrainConfig-like object (learning_rate, per_device_train_batch_size,
-    gradient_accumulation_steps, max_steps, warmup_ratio, lr_scheduler_type, save_steps,
-    logging_steps, seed...). ``eval_fn(model, step) -> dict`` is called every ``eval_steps`` steps
-    and at the end; its numbers go into the trainer's log history. ``callbacks``: extra
-    TrainerCallbacks. ``optimizer`` (optional) lets a
-    caller set per-module learning rates; the scheduler is still the recipe's. Extra keyword
-    arguments override SFTConfig fields. Returns the trainer (``trainer.state.log_history``).
+    ``args`` is a recipe section (``TrainConfig``, ``BaseConfig``): its fields named like SFTConfig's
+    become the SFTConfig (``trl_config``). ``eval_fn(model, step) -> dict`` is called every ``eval_steps``
+    steps and at the end; its numbers go into the trainer's log history. ``callbacks``: extra
+    TrainerCallbacks. ``optimizer`` (optional) lets a caller set per-module learning rates; the scheduler
+    is still the recipe's. Extra keyword arguments override SFTConfig fields. Returns the trainer.
     """
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    config = SFTConfig(
+    config = trl_config(
+        SFTConfig,
+        args,
         output_dir=str(out_dir),
-        learning_rate=_arg(args, "learning_rate", 2e-5),
-        per_device_train_batch_size=_arg(args, "per_device_train_batch_size", 4),
-        gradient_accumulation_steps=_arg(args, "gradient_accumulation_steps", 1),
-        num_train_epochs=_arg(args, "num_train_epochs", 1.0),
-        max_steps=_arg(args, "max_steps", -1),
-        warmup_steps=_arg(args, "warmup_ratio", 0.0),  # transformers 5: a float < 1 is a ratio
-        lr_scheduler_type=_arg(args, "lr_scheduler_type", "cosine"),
-        weight_decay=_arg(args, "weight_decay", 0.0),
-        max_grad_norm=_arg(args, "max_grad_norm", 1.0),
-        save_steps=_arg(args, "save_steps", 200),
         save_total_limit=2,  # resume needs the last one; keep disk use small
-        logging_steps=_arg(args, "logging_steps", 10),
-        seed=_arg(args, "seed", 42),
         max_length=None,  # the collator builds the batch; nothing to truncate here
         remove_unused_columns=False,  # keep frames / video_metadata / messages for the collator
         dataset_kwargs={"skip_prepare_dataset": True},
-        report_to=[],
         use_cpu=not torch.cuda.is_available(),
         **mixed_precision(model),
         dataloader_num_workers=0,
         # load_model already enabled checkpointing when the recipe asks for it (model.gradient_checkpointing);
         # TRL's SFTConfig would turn it on for every model, under a name transformers 5 warns about
         activation_checkpointing=False,
-        **{"train_sampling_strategy": _arg(args, "train_sampling_strategy", "random"), **overrides},
+        **overrides,
     )
 
     callbacks = list(callbacks or [])
@@ -246,27 +247,12 @@ class StageData:
         return datasets.Dataset.from_dict({"i": list(range(self.length))}).with_transform(transform)
 
 
-def read_jsonl(path: str | Path, what: str) -> list[dict]:
-    """Rows of a JSON-lines file; a bad line is an error naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found (run the notebook or CLI command that writes it)")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-    return rows
-
-
 def stage_rows(recipe, stage: str, run=None) -> tuple[list[dict], Path]:
     """The training rows of a stage and their file: the recipe's ``data`` path, else the run's own
     (``02_cot_generation/fre/fre.jsonl`` for FRE, ``02_cot_generation/cot.jsonl`` for V-SFT)."""
 
     cfg = getattr(recipe, stage)
-    default = "02_cot_generation/fre/fre.jsonl" if stage == "fre" else "02_cot_generation/cot.jsonl"
+    default = f"{FOLDERS['cot']}/fre/fre.jsonl" if stage == "fre" else f"{FOLDERS['cot']}/cot.jsonl"
     path = Path(cfg.data) if cfg.data else run_dir(run, recipe.profile) / default
     rows = read_jsonl(path, "FRE data" if stage == "fre" else "V-SFT chains")
     need = "messages" if stage == "fre" else "chain"
@@ -332,7 +318,7 @@ def train_stage(recipe, stage: str, run=None, resume: bool = True, eval_fn=None,
     if stage not in ("fre", "vsft"):
         raise ValueError(f"train_stage: stage must be fre or vsft, not {stage!r}")
     cfg = getattr(recipe, stage)
-    out = stage_dir(run, STAGES[stage], recipe.profile)
+    out = stage_dir(run, stage, recipe.profile)
     skip = tuple(skip) + (() if stage != "vsft" or cfg.from_fre else ("fre",))
     adapters = prior_adapters(run, stage, recipe.profile, skip=skip)
     torch.manual_seed(cfg.seed)

@@ -32,10 +32,9 @@ import torch
 from trl import GRPOTrainer
 
 from reasonact.rewards import get_reward
-from reasonact.rewards.contrast import temporal_contrast_reward
-from reasonact.rewards.functions import accuracy_reward
+from reasonact.rewards.functions import accuracy_reward, normalize_weights
 from reasonact.rewards.parse import block_matches
-from reasonact.video import Video, read_video
+from reasonact.video import Video, read_video, shuffle_frames
 from reasonact.vlm import vision_token_ids
 
 logger = logging.getLogger(__name__)
@@ -46,39 +45,58 @@ PERCEPTION_SIDE = ("perception",)
 REASONING_SIDE = ("reasoning", "format", "temporal_contrast")
 
 
-# ---------------------------------------------------------------- rewards
+# ---------------------------------------------------------------- the shuffled-frame bonus (Video-R1)
+
+
+def shuffled_frame_bonus(
+    ordered_correct, shuffled_correct, mu: float = 1.0, bonus: float = 0.3
+) -> list[float]:
+    """T-GRPO's rule for ONE prompt group. With p the group's accuracy on the frames in order and p~ its
+    accuracy on the same frames shuffled in time::
+
+        bonus_i = bonus  if completion i (ordered) is correct and p > mu * p~,  else 0
+
+    The paper states the rule with mu = 1 ("ordered beats shuffled"); Video-R1's code used mu = 0.8 and
+    ``>=``. Strict ``>``: a clip solved as well without order (p = p~) earns nothing, so the bonus pays
+    for *using* order. No shuffled completions, no bonus. Shuffled completions are never rewarded (they
+    are generated without gradient). Video-R1 compared batch means, i.e. per prompt at its batch size 1."""
+    if not ordered_correct or not shuffled_correct:
+        return [0.0] * len(ordered_correct)
+    p = sum(map(bool, ordered_correct)) / len(ordered_correct)
+    q = sum(map(bool, shuffled_correct)) / len(shuffled_correct)
+    return [bonus if ok and p > mu * q else 0.0 for ok in ordered_correct]
 
 
 def contrast_reward(mu: float = 1.0, bonus: float = 0.3, scorer=None):
-    """TRL reward function for the T-GRPO bonus. Every row carries its prompt group's shuffled-frame
-    completions (``shuffled_completions``, the same list on each row of the group) and ``group_id``;
-    both groups go through ``rewards.temporal_contrast_reward``, which scores them by accuracy only and
-    compares each group with its own shuffled group, whatever the batch size."""
+    """The bonus as a TRL reward function. Each row carries ``group_id`` and its group's shuffled-frame
+    completions (``shuffled_completions``, the same list on every row of the group, added by the step);
+    accuracy is the rewards module's, the rule is ``shuffled_frame_bonus`` per group, at any batch size."""
 
     def temporal_contrast(prompts=None, completions=(), shuffled_completions=None, group_id=None,
-                          log_metric=None, **columns):  # fmt: skip
+                          log_metric=None, **kwargs):  # fmt: skip
         n = len(completions)
         if shuffled_completions is None or group_id is None:
-            return [0.0] * n  # no shuffled group, no bonus (the rewards module's rule)
-        first = {}
+            return [0.0] * n
+        cols = {k: v for k, v in kwargs.items() if isinstance(v, list | tuple) and len(v) == n}
+        ordered = [a >= 0.5 for a in accuracy_reward(None, completions, scorer=scorer, **cols)]
+        groups = defaultdict(list)
         for i, g in enumerate(group_id):
-            first.setdefault(g, i)
-        extra = [(i, c) for i in first.values() for c in shuffled_completions[i]]
-        rows = list(range(n)) + [i for i, _ in extra]  # the column row each completion is scored against
-        cols = {
-            k: [v[i] for i in rows] for k, v in columns.items() if isinstance(v, list | tuple) and len(v) == n
-        }
-        everything = list(completions) + [c for _, c in extra]
-        kw = dict(group_id=[group_id[i] for i in rows], mu=mu, bonus=bonus, scorer=scorer, **cols)
-        flags = [False] * n + [True] * len(extra)
-        out = temporal_contrast_reward(None, everything, is_shuffled=flags, **kw)[:n]
+            groups[g].append(i)
+        out, shuffled_all = [0.0] * n, []
+        for rows in groups.values():
+            shuf = shuffled_completions[rows[0]]
+            row_cols = {k: [v[rows[0]]] * len(shuf) for k, v in cols.items()}
+            shuffled = [a >= 0.5 for a in accuracy_reward(None, shuf, scorer=scorer, **row_cols)]
+            shuffled_all += shuffled
+            for i, b in zip(rows, shuffled_frame_bonus([ordered[i] for i in rows], shuffled, mu, bonus)):
+                out[i] = b
         if callable(log_metric):
-            acc = accuracy_reward(None, everything, scorer=scorer, **cols)
-            log_metric("tgrpo/ordered_accuracy", float(np.mean(acc[:n])))
-            if extra:
-                log_metric("tgrpo/shuffled_accuracy", float(np.mean(acc[n:])))
-            won = {g for g, b in zip(group_id, out) if b > 0}  # groups where a bonus was paid
-            log_metric("tgrpo/bonus_group_share", len(won) / len(first))
+            log_metric("tgrpo/ordered_accuracy", float(np.mean(ordered)))
+            if shuffled_all:
+                log_metric("tgrpo/shuffled_accuracy", float(np.mean(shuffled_all)))
+            won = {g for g, b in zip(group_id, out) if b > 0}
+            log_metric("tgrpo/bonus_group_share", len(won) / len(groups))
+            log_metric("tgrpo/bonus_mean", float(np.mean(out)) if out else 0.0)
         return out
 
     return temporal_contrast
@@ -98,7 +116,7 @@ def reward_setup(cfg, scorer=None) -> tuple[list, list[float]]:
         bonus,
         get_reward("total", weights=cfg.weights, process_aware=True, scorer=scorer),
     ]
-    w_fmt = float(cfg.weights.get("format", 0.25))
+    w_fmt = normalize_weights(cfg.weights)["format"]
     return funcs, [1.0, 1.0, w_fmt, 1.0, 0.0]
 
 
@@ -130,16 +148,6 @@ def observation_mask(tokenizer, completion_ids: torch.Tensor, completion_mask: t
             out[b, k] = prev < end and cur > start
             prev = cur
     return out
-
-
-def shuffle_frames(video: Video, rng: np.random.Generator) -> Video:
-    """The same clip with its frames in a random order (never the identity). Timestamps stay in order,
-    as in Video-R1: the model sees the usual positions with shuffled content."""
-    n = len(video.frames)
-    perm = rng.permutation(n)
-    if n > 1 and (perm == np.arange(n)).all():
-        perm = np.roll(perm, 1)
-    return Video(video.frames[perm], list(video.indices), video.fps, video.total_frames, video.path)
 
 
 # ---------------------------------------------------------------- the trainer

@@ -23,10 +23,10 @@ import numpy as np
 from reasonact.config import REPO_ROOT
 from reasonact.data.manifest import read_manifest, spread
 from reasonact.data.synthact import ensure_dataset
-from reasonact.paths import STAGES, prior_adapters, stage_dir, write_metrics
+from reasonact.paths import prior_adapters, stage_dir, write_metrics
 from reasonact.prompts import QUESTION, format_hint, video_messages
 from reasonact.rewards import reward_components, scorer_for
-from reasonact.train.sft import last_checkpoint
+from reasonact.train.sft import last_checkpoint, trl_config
 from reasonact.train.tgrpo import VideoGRPOTrainer, reward_setup
 from reasonact.video import read_video
 from reasonact.vlm import complete_clips, count_parameters, load_model
@@ -77,31 +77,26 @@ def _columns(rows: list[dict]) -> dict:
 
 
 def grpo_config(recipe, output_dir: str | Path, **overrides):
-    """TRL's GRPOConfig from ``recipe.tgrpo`` (keyword arguments override any GRPOConfig field)."""
+    """TRL's GRPOConfig from ``recipe.tgrpo`` (``sft.trl_config``: the section's TRL-named fields and its
+    ``trl`` mapping); keyword arguments override any GRPOConfig field."""
     import torch
     from trl import GRPOConfig
 
-    cfg, m = recipe.tgrpo, recipe.model
-    cuda = torch.cuda.is_available()
-    kw = dict(
-        output_dir=str(output_dir), num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
-        loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards, steps_per_generation=cfg.steps_per_generation,
-        num_iterations=cfg.num_iterations, temperature=cfg.temperature, top_p=cfg.top_p,
-        max_completion_length=cfg.max_completion_length, learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_steps=cfg.max_steps,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
-        lr_scheduler_type=cfg.lr_scheduler_type, max_grad_norm=cfg.max_grad_norm, save_steps=cfg.save_steps,
+    cuda, dtype = torch.cuda.is_available(), recipe.model.dtype
+    return trl_config(
+        GRPOConfig,
+        recipe.tgrpo,
+        output_dir=str(output_dir),
         save_total_limit=2,  # resume needs the last one; keep disk use small
-        logging_steps=cfg.logging_steps, report_to=list(cfg.report_to), log_completions=cfg.log_completions,
-        use_vllm=cfg.use_vllm, seed=cfg.seed,
-        bf16=cuda and m.dtype == "bfloat16", fp16=cuda and m.dtype == "float16",
-        activation_checkpointing=m.gradient_checkpointing,  # transformers 5's name (the old one warns)
+        bf16=cuda and dtype == "bfloat16",
+        fp16=cuda and dtype == "float16",
+        activation_checkpointing=recipe.model.gradient_checkpointing,  # transformers 5's name
         disable_dropout=True,  # the ratio pi/pi_old must be exactly 1 on-policy; dropout would add noise
         remove_unused_columns=False,  # the video path and the reward columns must reach the trainer
-        use_cpu=not cuda, dataloader_num_workers=0,
-    )  # fmt: skip
-    return GRPOConfig(**{**kw, **overrides})
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        **overrides,
+    )
 
 
 def eval_records(recipe, n: int) -> list[dict]:
@@ -179,7 +174,7 @@ def train_tgrpo(recipe, run=None, resume: bool = True, *, progress: bool = False
     """
 
     cfg = recipe.tgrpo
-    out = stage_dir(run, STAGES["tgrpo"], recipe.profile)
+    out = stage_dir(run, "tgrpo", recipe.profile)
     trainer, info = build_trainer(recipe, out / "checkpoints", run, skip=skip, manifest=manifest, scorer=scorer,
                                   callbacks=callbacks, disable_tqdm=not progress, **overrides)  # fmt: skip
     if not progress:  # batch / --json: the log dicts go to metrics.json's curve, not to stdout

@@ -18,7 +18,7 @@ import numpy as np
 
 from reasonact.data.synthact import render_clip
 from reasonact.rewards import report
-from reasonact.rewards.functions import normalize_weights
+from reasonact.rewards.functions import normalize_weights, weighted_total
 from reasonact.rewards.gt import DEFAULT_SAMPLED_FRAMES
 from reasonact.rewards.scorer import Analysis, default_scorer
 from reasonact.rewards.temporal import leaf_detections
@@ -50,11 +50,6 @@ def is_process_aware(a: Analysis) -> bool:
     return "observation" in a.parsed.blocks
 
 
-def total(components: dict, weights: dict | None = None) -> float:
-    """The weighted total as T-GRPO computes it (without the shuffled-frame bonus)."""
-    return float(sum(w * components.get(k, 0.0) for k, w in normalize_weights(weights).items()))
-
-
 def _shown(analyses: list[Analysis]) -> list[tuple]:
     pa = any(is_process_aware(a) for a in analyses)
     return [row for row in LEGEND if pa or not row[4]]
@@ -77,7 +72,7 @@ def score_table(analyses: list[Analysis], names: list[str], weights: dict | None
         label: [round(a.components.get(key, 0.0), 3) for a in analyses] + [_weight(key, w), rng, what]
         for key, label, what, rng, _ in _shown(analyses)
     }
-    rows["total"] = [round(total(a.components, weights), 3) for a in analyses] + [
+    rows["total"] = [round(weighted_total(a.components, weights), 3) for a in analyses] + [
         "",
         f"0–{sum(w.values()):g}",
         "Σ weight × component (before the shuffled-frame bonus)",
@@ -119,7 +114,7 @@ def scores_html(a: Analysis, weights: dict | None = None) -> str:
             f"</div></td><td style='text-align:right'>{v:.2f}</td></tr>"
         )
     rows.append(
-        f"<tr><td><b>total</b></td><td></td><td style='text-align:right'><b>{total(a.components, weights):.2f}"
+        f"<tr><td><b>total</b></td><td></td><td style='text-align:right'><b>{weighted_total(a.components, weights):.2f}"
         f"</b>&nbsp;/&nbsp;{sum(w.values()):g}</td></tr>"
     )
     return "<table style='font-size:12px'>" + "".join(rows) + "</table>"
@@ -338,7 +333,7 @@ def reward_inspector(clips, completions=None, names=None, scorer=None, weights=N
         dets = sorted(leaf_detections(a.detections, a.parsed.segments), key=lambda d: d.start)
         right = "right" if a.components.get("accuracy") else "wrong"
         total_html.value = (
-            f"<b>total {total(a.components, weights):.3f}</b> / {sum(normalize_weights(weights).values()):g}"
+            f"<b>total {weighted_total(a.components, weights):.3f}</b> / {sum(normalize_weights(weights).values()):g}"
             f" &nbsp; answer <code>{html.escape(a.parsed.answer or '—')}</code> ({right}; the clip is "
             f"<code>{html.escape(str(state['rec'].get('label')))}</code>)"
         )
