@@ -241,8 +241,13 @@ def cmd_eval(args) -> int:
             print(f"  {name} order-only pair {'/'.join(o['labels'])}: accuracy {fmt_pm(o['ordered'])} ordered, "
                   f"{fmt_pm(o['shuffled'])} with shuffled frames")  # fmt: skip
         if "skipped" in r:
-            print(f"  {name}: {r['evaluated']}/{r['clips']} clips evaluated, {r['skipped']['count']} damaged "
-                  f"clips skipped, {r['generated_now']} completions generated now")  # fmt: skip
+            skipped = r["skipped"]["clips"]
+            print(f"  {name}: {r['evaluated']}/{r['clips']} clips evaluated, {len(skipped)} damaged clips "
+                  f"skipped, {r['generated_now']} completions generated now")  # fmt: skip
+            for clip in skipped[:20]:  # each with its cause; the full list is in results.json
+                print(f"    skipped {clip['video']}: {clip['cause']}")
+            if len(skipped) > 20:
+                print(f"    ... and {len(skipped) - 20} more (all in {r['files']['json']})")
     eff = result.get("efficiency", {})
     for who in ("evaluated", "base"):
         if who in eff:

@@ -74,3 +74,25 @@ def test_ensure_dataset_reuses_then_regenerates(tmp_path):
     recipe.data.synthact_clips_per_class = 3
     again = ensure_dataset(recipe, out_dir=tmp_path / "sa")
     assert again["num_clips"] > first["num_clips"] and not marker.exists()  # settings changed: regenerated
+
+
+def test_eval_prints_each_skipped_clip_with_its_cause(monkeypatch, capsys):
+    """The console names the first 20 skipped clips and their causes, then the count of the rest."""
+    import reasonact.cli as cli
+
+    metric = {"mean": 0.5, "std": 0.1}
+    cond = {k: metric for k in ("accuracy", "format", "subaction_precision", "subaction_recall")}
+    cond["temporal_consistency"] = metric
+    skipped = [{"clip": f"c{i}", "video": f"/data/c{i}.avi", "cause": f"cause {i}"} for i in range(23)]
+    result = {"stage": "vsft", "adapters": [], "out": "runs/x", "efficiency": {},
+              "results": {"hmdb51_test1": {"clips": 30, "evaluated": 7, "generated_now": 7,
+                                           "skipped": {"count": 23, "clips": skipped},
+                                           "conditions": {"ordered": cond},
+                                           "files": {"json": "runs/x/results.json"}}}}  # fmt: skip
+    monkeypatch.setattr(cli, "ensure_model", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "run_eval", lambda *a, **k: result)
+    assert main(["eval", "--stage", "vsft"]) == 0
+    out = capsys.readouterr().out
+    assert "7/30 clips evaluated, 23 damaged clips skipped" in out
+    assert "skipped /data/c0.avi: cause 0" in out and "skipped /data/c19.avi: cause 19" in out
+    assert "/data/c20.avi" not in out and "... and 3 more (all in runs/x/results.json)" in out
