@@ -46,6 +46,8 @@ def test_mean_std_uses_ddof_1_and_ignores_missing():
     assert em.mean_std([1.0, 0.0, 0.5]) == {"mean": 0.5, "std": 0.5, "n": 3}
     assert em.mean_std([0.25, None]) == {"mean": 0.25, "std": 0.0, "n": 1}
     assert em.mean_std([]) == {"mean": None, "std": None, "n": 0}
+    by_seed = em.mean_std({1: 0.5, 11: None})  # a mapping keeps its values
+    assert by_seed == {"mean": 0.5, "std": 0.0, "n": 1, "per_seed": {1: 0.5, 11: None}}
 
 
 def test_summarize_hand_computed():
@@ -76,8 +78,11 @@ def test_summarize_hand_computed():
 
 
 def test_precision_recall_undefined_without_ground_truth():
-    assert em.precision_recall([row("b1", 1, "b", 1, "b")]) == (None, None)
-    assert em.precision_recall([row("x", 1, "a", 1, "a", 0, 0, 3)]) == (None, 0.0)
+    s = em.summarize([row("b1", 1, "b", 1, "b")])
+    undefined = {"mean": None, "std": None, "n": 0, "per_seed": {1: None}}
+    assert s["subaction_precision"] == s["subaction_recall"] == undefined
+    s = em.summarize([row("x", 1, "a", 1, "a", 0, 0, 3)])
+    assert s["subaction_precision"]["per_seed"] == {1: None} and s["subaction_recall"]["per_seed"] == {1: 0.0}
 
 
 def test_combine_splits_averages_folds_per_seed():
@@ -111,7 +116,12 @@ def test_write_tables(tmp_path):
     )
     conf = list(csv.reader(open(paths["confusion_ordered"])))
     assert conf == [["true \\ predicted", "a", "b", em.NO_ANSWER], ["a", "1", "2", "1"], ["b", "0", "2", "0"]]
+    per_class = [
+        (r["label"], r["clips"], r["accuracy_mean"]) for r in csv.DictReader(open(paths["per_class"]))
+    ]
+    assert per_class == [("a", "2", "0.25"), ("b", "1", "1.0")]
     assert em.fmt_pm(summary["conditions"]["ordered"]["accuracy"]) == "50.0 ± 23.6"
+    assert em.fmt_pm({"mean": 0.031, "std": None}, signed=True) == "+3.1 ± 0.0" and em.fmt_pm(None) == "–"
 
 
 # ---- scoring with the real Scorer (six-class mini library) ----------------------------------------

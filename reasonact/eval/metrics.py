@@ -14,23 +14,24 @@ A *row* is one completion of one clip under one seed and one condition (``ordere
   reasoning over the whole vocabulary of the dataset's classes (same detector and thresholds as the
   reward, every class's sub-actions as candidates) against the clip's ground-truth sub-actions.
 
-``summarize`` aggregates rows per condition. Every scalar metric is first averaged over the clips of
-one seed, then reported as mean and std over seeds (std with ddof=1, the spread of independent runs;
-0 with one seed). Sub-action precision and recall are micro-averaged within a seed
-(sum tp / sum (tp + fp), sum tp / sum (tp + fn)); None when a denominator is 0. Per-class accuracy
-is the same per seed over that class's clips; the confusion matrix sums counts over seeds.
-``combine_splits`` averages folds (HMDB51 / UCF-101: three official splits) per seed, then
+``summarize`` aggregates rows per condition with pandas: every scalar metric is first averaged over
+the clips of one seed, then ``mean_std`` over seeds, the one mean ± std of the package (std with
+ddof=1, the spread of independent runs; 0 with one seed), and ``fmt_pm`` is its one formatter.
+Sub-action precision and recall are micro-averaged within a seed (sum tp / sum (tp + fp),
+sum tp / sum (tp + fn)); None when a denominator is 0. Per-class accuracy is the same per seed over
+that class's clips; the confusion matrix (``sklearn.metrics.confusion_matrix``) sums counts over
+seeds. ``combine_splits`` averages folds (HMDB51 / UCF-101: three official splits) per seed, then
 mean and std over seeds.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from collections import defaultdict
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from reasonact.data.benchmarks import load_classes
 from reasonact.data.synthact import CLASSES
@@ -39,18 +40,45 @@ from reasonact.rewards.basic import answer_action, clean_answer
 from reasonact.rewards.scorer import REASONING
 from reasonact.rewards.subaction import detect
 
-SCALARS = ("accuracy", "format", "format_pa", "subaction", "temporal_consistency", "c_seq", "c_cross", "c_bind",
-           "new_tokens", "latency_s")  # fmt: skip
+COMPONENTS = (
+    "accuracy",
+    "format",
+    "format_pa",
+    "subaction",
+    "temporal_consistency",
+    "c_seq",
+    "c_cross",
+    "c_bind",
+)
+SCALARS = (*COMPONENTS, "new_tokens", "latency_s")
+METRICS = (*SCALARS, "subaction_precision", "subaction_recall")  # what summarize reports per seed
+COUNTS = ("sub_tp", "sub_fp", "sub_fn")
 NO_ANSWER, OTHER = "(no answer)", "(other)"
 GT_COLUMNS = ("label", "dataset", "phases", "fps", "num_frames", "duration_s", "num_sampled_frames")
 
 
 def mean_std(values) -> dict:
-    """{"mean", "std", "n"} of the finite values (None ignored); std with ddof=1 (0 for one value)."""
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    if not v:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+    """The one mean ± std over seeds: ``{"mean", "std", "n"}`` of the finite values (None and NaN left
+    out), std with ddof=1 (0 for one value). A mapping or Series (seed -> value) also gives its values
+    as ``per_seed`` (None where undefined)."""
+    per_seed = None
+    if isinstance(values, Mapping | pd.Series):
+        per_seed = {k: None if pd.isna(v) else float(v) for k, v in values.items()}
+        values = per_seed.values()
+    v = pd.Series(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    stat = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+    stat = stat if len(v) else {"mean": None, "std": None, "n": 0}
+    return stat if per_seed is None else {**stat, "per_seed": per_seed}
+
+
+def fmt_pm(metric: dict | None, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """The one "mean ± std" formatter: ``"67.2 ± 1.3"`` (percent by default; ``signed``: ``"+3.1 ± 2.0"``),
+    ``"–"`` when missing."""
+    if not metric or metric.get("mean") is None:
+        return "–"
+    sign = "+" if signed else ""
+    return f"{metric['mean'] * scale:{sign}.{digits}f} ± {(metric.get('std') or 0.0) * scale:.{digits}f}"
 
 
 # ---- scoring ---------------------------------------------------------------------------------------
@@ -143,15 +171,15 @@ def score_rows(rows: list[dict], records: list[dict], scorer, classes) -> list[d
     vocab: dict[str, list[str]] = {}
     for row, rec, a in zip(rows, records, analyses):
         c = a.components
-        for k in ("accuracy", "format", "format_pa", "subaction", "temporal_consistency", "c_seq", "c_cross",
-                  "c_bind"):  # fmt: skip
+        for k in COMPONENTS:
             row[k] = round(float(c.get(k, 0.0)), 6)
         row["answer"] = a.parsed.answer
-        row["predicted"] = predicted_label(a.parsed.answer, rec["label"], bool(c.get("accuracy")), classes,
-                                           rec.get("dataset"), scorer.library)  # fmt: skip
+        ds, correct = rec.get("dataset"), bool(c.get("accuracy"))
+        row["predicted"] = predicted_label(
+            a.parsed.answer, rec["label"], correct, classes, ds, scorer.library
+        )
         row["sub_tp"] = row["sub_fp"] = row["sub_fn"] = None
         if a.gt.windows_source == "annotation" and a.gt.sub_actions:
-            ds = rec.get("dataset")
             if ds not in vocab:
                 vocab[ds] = subaction_vocabulary(scorer.library, ds)
             truth = {n for n in a.gt.sub_actions if n in scorer.detector.rows}
@@ -162,127 +190,83 @@ def score_rows(rows: list[dict], records: list[dict], scorer, classes) -> list[d
     return rows
 
 
-# ---- aggregation -----------------------------------------------------------------------------------
-
-
-def _by(rows, key):
-    out = defaultdict(list)
-    for r in rows:
-        out[r[key]].append(r)
-    return out
-
-
-def precision_recall(rows: list[dict]) -> tuple[float | None, float | None]:
-    """Micro precision and recall of sub-action detection over rows with ground truth."""
-    known = [r for r in rows if r.get("sub_tp") is not None]
-    tp = sum(r["sub_tp"] for r in known)
-    fp = sum(r["sub_fp"] for r in known)
-    fn = sum(r["sub_fn"] for r in known)
-    return (tp / (tp + fp) if tp + fp else None), (tp / (tp + fn) if tp + fn else None)
+# ---- aggregation and tables ----------------------------------------------------------------------
 
 
 def confusion(rows: list[dict], classes: list[str] | None = None) -> dict:
-    """Counts (summed over seeds): rows = true label, columns = predicted (classes, then the extras)."""
-    classes = sorted(classes or {r["label"] for r in rows})
-    extra = sorted({r["predicted"] for r in rows} - set(classes))
-    cols = classes + extra
-    m = np.zeros((len(classes), len(cols)), int)
-    for r in rows:
-        if r["label"] in classes:
-            m[classes.index(r["label"]), cols.index(r["predicted"])] += 1
-    return {"labels": classes, "predicted": cols, "matrix": m.tolist()}
+    """Counts (summed over seeds): rows = true label, columns = predicted (classes, then the extras);
+    rows whose true label is not a class are not counted."""
+    from sklearn.metrics import confusion_matrix
+
+    labels = sorted(classes or {r["label"] for r in rows})
+    cols = labels + sorted({r["predicted"] for r in rows} - set(labels))
+    known = [r for r in rows if r["label"] in labels]
+    m = np.zeros((len(cols), len(cols)), int)
+    if known:
+        with warnings.catch_warnings():  # "a single label was found": ``labels`` sets the shape
+            warnings.simplefilter("ignore", UserWarning)
+            m = confusion_matrix([r["label"] for r in known], [r["predicted"] for r in known], labels=cols)
+    return {"labels": labels, "predicted": cols, "matrix": m[: len(labels)].tolist()}
 
 
 def summarize(rows: list[dict], seeds=None, classes=None) -> dict:
     """Metrics of one condition's rows (see the module docstring)."""
-    seeds = sorted(seeds if seeds is not None else {r["seed"] for r in rows})
-    per_seed = _by(rows, "seed")
-    out = {"seeds": seeds, "clips": len({r["clip"] for r in rows}), "completions": len(rows)}
-    for k in SCALARS:
-        vals = {s: float(np.mean([r[k] for r in per_seed[s]])) for s in seeds if per_seed.get(s)}
-        out[k] = {**mean_std(vals.values()), "per_seed": vals}
-    pr = {s: precision_recall(per_seed[s]) for s in seeds if per_seed.get(s)}
-    for i, k in enumerate(("subaction_precision", "subaction_recall")):
-        vals = {s: v[i] for s, v in pr.items()}
-        out[k] = {**mean_std(vals.values()), "per_seed": vals}
-    out["per_class"] = {}
-    for label, lrows in sorted(_by(rows, "label").items()):
-        by_seed = _by(lrows, "seed")
-        vals = [np.mean([r["accuracy"] for r in by_seed[s]]) for s in seeds if by_seed.get(s)]
-        out["per_class"][label] = {**mean_std(vals), "clips": len({r["clip"] for r in lrows})}
+    df = pd.DataFrame(rows).reindex(columns=["seed", "clip", "label", *SCALARS, *COUNTS])
+    seeds = sorted(seeds if seeds is not None else set(df["seed"]))
+    kept = df[df["seed"].isin(seeds)].astype(dict.fromkeys((*SCALARS, *COUNTS), float))
+    by_seed = kept.groupby("seed")
+    out = {"seeds": seeds, "clips": df["clip"].nunique(), "completions": len(df)}
+    out |= {k: mean_std(v) for k, v in by_seed[list(SCALARS)].mean().items()}
+    tp, fp, fn = (by_seed[k].sum() for k in COUNTS)  # rows without ground truth count 0; 0 / 0 -> None
+    out["subaction_precision"], out["subaction_recall"] = mean_std(tp / (tp + fp)), mean_std(tp / (tp + fn))
+    clips = df.groupby("label")["clip"].nunique()
+    acc = kept.groupby(["label", "seed"])["accuracy"].mean().unstack().reindex(clips.index)
+    out["per_class"] = {
+        label: {**mean_std(acc.loc[label].to_numpy()), "clips": n} for label, n in clips.items()
+    }
     out["confusion"] = confusion(rows, classes)
     return out
 
 
 def combine_splits(summaries: dict[str, dict], condition: str = "ordered") -> dict:
-    """Average over splits (folds) per seed, then mean and std over seeds; confusions are summed."""
+    """Average over splits (folds) per seed (a seed some fold lacks is left out), then mean and std over
+    seeds; confusions are summed."""
     parts = [s["conditions"][condition] for s in summaries.values() if condition in s.get("conditions", {})]
     if not parts:
         return {}
-    seeds = sorted(set().union(*[p["seeds"] for p in parts]))
-    out = {"splits": list(summaries), "seeds": seeds}
-    for k in (*SCALARS, "subaction_precision", "subaction_recall"):
-        vals = {}
-        for s in seeds:
-            fold_vals = [p[k]["per_seed"].get(s) for p in parts]
-            if all(v is not None for v in fold_vals):
-                vals[s] = float(np.mean(fold_vals))
-        out[k] = {**mean_std(vals.values()), "per_seed": vals}
-    labels = sorted(set().union(*[p["confusion"]["labels"] for p in parts]))
-    cols = labels + sorted(set().union(*[p["confusion"]["predicted"] for p in parts]) - set(labels))
-    m = np.zeros((len(labels), len(cols)), int)
-    for p in parts:
-        c = p["confusion"]
-        for i, t in enumerate(c["labels"]):
-            for j, q in enumerate(c["predicted"]):
-                m[labels.index(t), cols.index(q)] += c["matrix"][i][j]
-    out["confusion"] = {"labels": labels, "predicted": cols, "matrix": m.tolist()}
+    out = {"splits": list(summaries), "seeds": sorted(set().union(*[p["seeds"] for p in parts]))}
+    for k in METRICS:
+        folds = pd.DataFrame([p[k]["per_seed"] for p in parts], dtype=float)  # one line per fold
+        out[k] = mean_std(folds.mean(skipna=False).dropna())
+    confs = [p["confusion"] for p in parts]
+    m = pd.concat([pd.DataFrame(c["matrix"], c["labels"], c["predicted"]) for c in confs])
+    m = m.fillna(0).groupby(level=0).sum()
+    labels = sorted(set().union(*[c["labels"] for c in confs]))
+    cols = labels + sorted(set(m.columns) - set(labels))
+    m = m.reindex(index=labels, columns=cols, fill_value=0).astype(int)
+    out["confusion"] = {"labels": labels, "predicted": cols, "matrix": m.to_numpy().tolist()}
     return out
-
-
-# ---- tables ----------------------------------------------------------------------------------------
-
-
-def fmt_pm(metric: dict, scale: float = 100.0, digits: int = 1) -> str:
-    """ "67.2 ± 1.3" (percent by default); "-" when missing."""
-    if not metric or metric.get("mean") is None:
-        return "-"
-    return f"{metric['mean'] * scale:.{digits}f} ± {metric['std'] * scale:.{digits}f}"
 
 
 def write_tables(summary: dict, out_dir: str | Path) -> dict[str, str]:
     """``results.csv`` (one row per condition and seed, plus mean and std rows), ``per_class.csv`` and
     ``confusion_<condition>.csv`` from a ``summarize``-style summary with ``conditions``."""
-    out = Path(out_dir)
-    paths = {}
-    metrics = [*SCALARS, "subaction_precision", "subaction_recall"]
-    with (out / "results.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["condition", "seed", "clips", *metrics])
-        for cond, s in summary["conditions"].items():
-            for seed in s["seeds"]:
-                w.writerow([cond, seed, s["clips"], *[_num(s[k]["per_seed"].get(seed)) for k in metrics]])
-            for stat in ("mean", "std"):
-                w.writerow([cond, stat, s["clips"], *[_num(s[k][stat]) for k in metrics]])
-    paths["csv"] = str(out / "results.csv")
-    with (out / "per_class.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["condition", "label", "clips", "accuracy_mean", "accuracy_std"])
-        for cond, s in summary["conditions"].items():
-            for label, v in s["per_class"].items():
-                w.writerow([cond, label, v["clips"], _num(v["mean"]), _num(v["std"])])
-    paths["per_class"] = str(out / "per_class.csv")
-    for cond, s in summary["conditions"].items():
+    out, conds = Path(out_dir), summary["conditions"]
+    paths = {"csv": out / "results.csv", "per_class": out / "per_class.csv"}
+    results, per_class = {}, {}
+    for cond, s in conds.items():
+        stats = {k: {**s[k]["per_seed"], "mean": s[k]["mean"], "std": s[k]["std"]} for k in METRICS}
+        results[cond] = pd.DataFrame(stats, [*s["seeds"], "mean", "std"], dtype=float).assign(
+            clips=s["clips"]
+        )
+        per_class[cond] = pd.DataFrame.from_dict(s["per_class"], orient="index")
         c = s["confusion"]
-        path = out / f"confusion_{cond}.csv"
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["true \\ predicted", *c["predicted"]])
-            for label, counts in zip(c["labels"], c["matrix"]):
-                w.writerow([label, *counts])
-        paths[f"confusion_{cond}"] = str(path)
-    return paths
-
-
-def _num(x):
-    return "" if x is None else round(float(x), 6)
+        paths[f"confusion_{cond}"] = out / f"confusion_{cond}.csv"
+        index = pd.Index(c["labels"], name="true \\ predicted")
+        pd.DataFrame(c["matrix"], index, c["predicted"]).to_csv(paths[f"confusion_{cond}"])
+    results = pd.concat(results, names=["condition", "seed"])[["clips", *METRICS]]
+    results.round(6).to_csv(paths["csv"])
+    per_class = pd.concat(per_class, names=["condition", "label"])
+    per_class = per_class.rename(columns={"mean": "accuracy_mean", "std": "accuracy_std"})
+    per_class[["clips", "accuracy_mean", "accuracy_std"]].round(6).to_csv(paths["per_class"])
+    return {k: str(v) for k, v in paths.items()}

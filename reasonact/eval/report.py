@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from reasonact.data.manifest import read_manifest
@@ -28,9 +29,15 @@ from reasonact.paths import STAGES, adapter_dir, run_dir
 from reasonact.rewards.functions import normalize_weights
 
 NAME = "synthact_test"  # run_eval's name for the profile's test split
-SHOWN = ("accuracy", "format", "subaction", "subaction_precision", "subaction_recall", "temporal_consistency",
-         "c_seq", "c_cross", "c_bind", "new_tokens", "latency_s")  # fmt: skip
 COMPONENTS = ("accuracy", "format", "subaction", "temporal_consistency", "c_seq", "c_cross", "c_bind")
+SHOWN = (
+    *COMPONENTS[:3],
+    "subaction_precision",
+    "subaction_recall",
+    *COMPONENTS[3:],
+    "new_tokens",
+    "latency_s",
+)
 
 
 def latest_stage(run=None, profile: str = "tiny") -> str:
@@ -53,31 +60,22 @@ def load_or_evaluate(recipe, run, stage: str, clips_per_class: int | None = 1, p
         result["efficiency"] = json.loads(top.read_text()).get("efficiency") if top.is_file() else None
         return result, full.parent, "loaded"
     out = base / (f"{stage}_{clips_per_class}-per-class" if clips_per_class else stage)
-    manifest = subset_manifest(recipe, clips_per_class, out) if clips_per_class else None
-    summary = run_eval(recipe, run=run, stage=stage, manifests={NAME: str(manifest)} if manifest else None,
-                       out=out, progress=progress)  # fmt: skip
+    manifests = {NAME: str(subset_manifest(recipe, clips_per_class, out))} if clips_per_class else None
+    summary = run_eval(recipe, run=run, stage=stage, manifests=manifests, out=out, progress=progress)
     result = json.loads((out / NAME / RESULTS).read_text())
     result["efficiency"] = summary.get("efficiency")
     return result, out / NAME, "evaluated here"
 
 
-def metrics_table(result: dict):
+def metrics_table(result: dict) -> pd.DataFrame:
     """One row per metric, mean ± std over the seeds, per condition (percent for rates)."""
-    import pandas as pd
-
-    rows = {}
-    for cond, s in result["conditions"].items():
-        for k in SHOWN:
-            scale = 1.0 if k in ("new_tokens", "latency_s") else 100.0
-            rows.setdefault(k, {})[f"{cond} ({s['clips']} clips)"] = fmt_pm(
-                s.get(k), scale, 2 if scale == 1 else 1
-            )
-    return pd.DataFrame(rows).T
+    fmt = {k: (1.0, 2) if k in ("new_tokens", "latency_s") else (100.0, 1) for k in SHOWN}
+    cols = {f"{c} ({s['clips']} clips)": s for c, s in result["conditions"].items()}
+    return pd.DataFrame({c: {k: fmt_pm(s.get(k), *fmt[k]) for k in SHOWN} for c, s in cols.items()})
 
 
 def per_seed_table(result: dict, keys=("accuracy", "format", "subaction_recall", "temporal_consistency")):
-    import pandas as pd
-
+    """The ordered condition's ``keys`` per evaluation seed."""
     s = result["conditions"]["ordered"]
     return pd.DataFrame(
         {k: {str(seed): v for seed, v in s[k]["per_seed"].items()} for k in keys}
@@ -86,8 +84,8 @@ def per_seed_table(result: dict, keys=("accuracy", "format", "subaction_recall",
 
 def _bars(ax, labels, means, stds, colour="#0072B2", width=0.8, offset=0.0, label=None):
     x = np.arange(len(labels)) + offset
-    ax.bar(x, [100 * (m or 0) for m in means], width, yerr=[100 * (s or 0) for s in stds], capsize=3,
-           color=colour, edgecolor="black", lw=0.5, label=label)  # fmt: skip
+    heights, errors = [100 * (m or 0) for m in means], [100 * (s or 0) for s in stds]
+    ax.bar(x, heights, width, yerr=errors, capsize=3, color=colour, edgecolor="black", lw=0.5, label=label)
     return x
 
 
@@ -145,8 +143,8 @@ def order_only_figure(result: dict) -> Figure | None:
     ax = fig.add_subplot()
     for i, (cond, colour) in enumerate((("ordered", "#0072B2"), ("shuffled", "#E69F00"))):
         stats = [p.get(cond) or {} for p in pairs]
-        _bars(ax, labels, [s.get("mean") for s in stats], [s.get("std") for s in stats], colour, 0.38,
-              (i - 0.5) * 0.4, cond)  # fmt: skip
+        means, stds = [s.get("mean") for s in stats], [s.get("std") for s in stats]
+        _bars(ax, labels, means, stds, colour, 0.38, (i - 0.5) * 0.4, cond)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("accuracy (%), mean ± std")
     ax.set_ylim(0, 105)
@@ -178,9 +176,7 @@ def pick_examples(rows: list[dict], weights: dict, per_kind: int = 1) -> list[di
     ]
 
 
-def examples_table(examples: list[dict]):
-    import pandas as pd
-
+def examples_table(examples: list[dict]) -> pd.DataFrame:
     cols = ["kind", "label", "predicted", "seed", "total", *COMPONENTS, "new_tokens"]
     return pd.DataFrame([{k: e.get(k) for k in cols} for e in examples])
 
@@ -196,8 +192,8 @@ def experiment_tables(root=None) -> list[dict]:
         if "rows" in table:
             md = path.parent / "table.md"
             text = re.sub(r"^(#+) ", r"\1## ", md.read_text(), flags=re.M) if md.is_file() else ""
-            out.append({"name": path.parent.name, "table": table, "markdown": text,
-                        "figure": path.parent / "accuracy.png"})  # fmt: skip
+            figure = path.parent / "accuracy.png"
+            out.append({"name": path.parent.name, "table": table, "markdown": text, "figure": figure})
     return out
 
 

@@ -1,7 +1,7 @@
 """The experiment tables' numbers, markdown and figure (``reasonact/eval/experiments.py`` runs the rows).
 
 Per row, every metric is pooled over its runs' evaluation seeds (one run per training seed; one run
-when the table has no training seeds): mean ± std (ddof=1) over the seeds. The difference from the
+when the table has no training seeds): ``metrics.mean_std`` over the seeds. The difference from the
 baseline row is *paired*: row minus baseline for the same evaluation seed (and training seed), then
 mean ± std of those differences. Accuracy and rates are shown in percent, differences in points.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reasonact.eval.metrics import mean_std
+import pandas as pd
+
+from reasonact.eval.metrics import METRICS, fmt_pm, mean_std
 from reasonact.viz.plots import PHASE_COLOURS
 
-METRICS = ("accuracy", "format", "subaction", "subaction_precision", "subaction_recall", "temporal_consistency",
-           "new_tokens", "latency_s")  # fmt: skip
 COLUMNS = (  # (key in a table row, header, scale)
     ("accuracy", "Accuracy (%)", 100),
     ("delta", "Δ vs baseline (points, paired)", 100),
@@ -25,12 +25,7 @@ COLUMNS = (  # (key in a table row, header, scale)
     ("order_ordered", "sit/stand ordered (%)", 100),
     ("order_shuffled", "sit/stand shuffled (%)", 100),
 )
-
-
-def _stat(m: dict | None) -> dict:
-    m = m or {}
-    return {"mean": m.get("mean"), "std": m.get("std"),
-            "per_seed": {str(k): v for k, v in (m.get("per_seed") or {}).items()}}  # fmt: skip
+KEYS = [k for k, _, _ in COLUMNS if k != "delta"]  # the columns read from the runs' evaluations
 
 
 def eval_metrics(summary: dict) -> dict:
@@ -38,16 +33,11 @@ def eval_metrics(summary: dict) -> dict:
     results = summary["results"]
     first = next(iter(results.values()))
     cond = summary["combined"] if "combined" in summary else first["conditions"]["ordered"]
-    out = {k: _stat(cond.get(k)) for k in METRICS if k in cond}
+    out = {k: cond[k] for k in METRICS if k in cond}
     out["clips"] = sum(r.get("evaluated", 0) for r in results.values())
     out["skipped"] = sum(r.get("skipped", {}).get("count", 0) for r in results.values())
     if "order_only" in first and len(results) == 1:
-        o = first["order_only"]
-        out["order_only"] = {
-            "labels": o["labels"],
-            "ordered": _stat(o["ordered"]),
-            "shuffled": _stat(o["shuffled"]),
-        }
+        out["order_only"] = {k: first["order_only"][k] for k in ("labels", "ordered", "shuffled")}
     eff = summary.get("efficiency", {}).get("evaluated")
     if eff:
         out["latency_s_per_clip_batch1"] = eff.get("latency_s_per_clip")
@@ -55,68 +45,51 @@ def eval_metrics(summary: dict) -> dict:
     return out
 
 
-def _metric(run: dict, key: str) -> dict | None:
-    m = run["eval"]["metrics"]
-    if key.startswith("order_"):
-        return m.get("order_only", {}).get(key.split("_", 1)[1])
-    return m.get(key)
-
-
-def _values(runs: list[dict], key: str) -> dict:
-    """{(train seed, eval seed): value} over the runs."""
-    out = {}
-    for run in runs:
-        for s, v in ((_metric(run, key) or {}).get("per_seed") or {}).items():
-            if v is not None:
-                out[(run["train_seed"], s)] = float(v)
-    return out
+def seed_values(results: list[dict]) -> pd.DataFrame:
+    """One line per run and evaluation seed: its ``row``, ``train`` seed and the KEYS' values, indexed by
+    seed (``train/eval`` with training seeds, else the evaluation seed; a string either way)."""
+    lines: dict[tuple, dict] = {}
+    for r in results:
+        t, m = r["train_seed"], r["eval"]["metrics"]
+        for key in KEYS:
+            stat = m.get("order_only", {}).get(key[6:]) if key.startswith("order_") else m.get(key)
+            for s, v in ((stat or {}).get("per_seed") or {}).items():
+                seed = str(s) if t is None else f"{t}/{s}"
+                lines.setdefault((r["row"], seed), {"row": r["row"], "train": t, "seed": seed})[key] = v
+    df = pd.DataFrame(list(lines.values()), columns=["row", "train", "seed", *KEYS])
+    return df.astype(dict.fromkeys(KEYS, float)).set_index("seed")
 
 
 def build_table(spec, rows, results: list[dict]) -> dict:
     """The table's rows (in ``rows`` order) from the runs in ``results`` (row, train_seed, stages, eval)."""
-    by_row: dict[str, list] = {}
-    for r in results:
-        by_row.setdefault(r["row"], []).append(r)
-    base = _values(by_row.get(spec.baseline, []), "accuracy")
+    values = seed_values(results)
+    base = values.loc[values["row"] == spec.baseline, "accuracy"]
     out = []
     for row in rows:
-        runs = by_row.get(row.name, [])
-        entry = {"name": row.name, "label": row.label, "group": row.group, "paper": row.paper, "note": row.note,
-                 "stages": [s.stage for s in row.stages], "runs": len(runs),
-                 "keys": [[st["key"] for st in r["stages"]] + [r["eval"]["key"]] for r in runs],
-                 "seconds": {"train": round(sum(st.get("seconds", 0) for r in runs for st in r["stages"]), 1),
-                             "eval": round(sum(r["eval"].get("seconds", 0) for r in runs), 1)}}  # fmt: skip
-        for key, _, _ in COLUMNS:
-            if key == "delta":
-                continue
-            vals = _values(runs, key)
-            entry[key] = {**mean_std(vals.values()), "per_seed": {f"{t}/{s}" if t is not None else s: v
-                                                                   for (t, s), v in vals.items()}}  # fmt: skip
-        acc = _values(runs, "accuracy")
-        diffs = {k: v - base[k] for k, v in acc.items() if k in base}
-        entry["delta"] = {**mean_std(diffs.values()), "per_seed": {f"{t}/{s}" if t is not None else s: v
-                                                                   for (t, s), v in diffs.items()}}  # fmt: skip
-        if row.name == spec.baseline:
-            entry["delta"] = {"mean": None, "std": None, "n": 0, "per_seed": {}}
-        means = {}
-        for (t, _), v in acc.items():
-            means.setdefault(t, []).append(v)
-        if len(means) > 1:
-            entry["train_seed_std"] = mean_std([sum(v) / len(v) for v in means.values()])["std"]
+        runs = [r for r in results if r["row"] == row.name]
+        v = values[values["row"] == row.name]
+        entry = {k: getattr(row, k) for k in ("name", "label", "group", "paper", "note")}
+        entry["stages"], entry["runs"] = [s.stage for s in row.stages], len(runs)
+        entry["keys"] = [[st["key"] for st in r["stages"]] + [r["eval"]["key"]] for r in runs]
+        train = sum(st.get("seconds", 0) for r in runs for st in r["stages"])
+        evals = sum(r["eval"].get("seconds", 0) for r in runs)
+        entry["seconds"] = {"train": round(train, 1), "eval": round(evals, 1)}
+        entry |= {key: mean_std(v[key].dropna()) for key in KEYS}
+        paired = (v["accuracy"] - base).dropna()  # same training and evaluation seed as the baseline's
+        entry["delta"] = mean_std(paired if row.name != spec.baseline else {})
+        if v["train"].nunique() > 1:
+            entry["train_seed_std"] = mean_std(v.groupby("train")["accuracy"].mean().to_numpy())["std"]
         entry["clips"] = sorted({r["eval"]["metrics"].get("clips") for r in runs})
         out.append(entry)
     distinct = {st["key"]: st.get("seconds", 0) for r in results for st in r["stages"]}
     distinct.update({r["eval"]["key"]: r["eval"].get("seconds", 0) for r in results})
-    return {"name": spec.name, "title": spec.title, "description": spec.description, "baseline": spec.baseline,
-            "paper_columns": spec.paper_columns, "compute_seconds": round(sum(distinct.values()), 1),
-            "rows": out}  # fmt: skip
+    head = {k: getattr(spec, k) for k in ("name", "title", "description", "baseline", "paper_columns")}
+    return {**head, "compute_seconds": round(sum(distinct.values()), 1), "rows": out}
 
 
-def _pm(m: dict | None, scale: float = 100, signed: bool = False) -> str:
-    if not m or m.get("mean") is None:
-        return "–"
-    sign = "+" if signed else ""
-    return f"{m['mean'] * scale:{sign}.1f} ± {(m.get('std') or 0.0) * scale:.1f}"
+def _md_table(header: list, rows: list[list]) -> list[str]:
+    """A markdown table's lines (``tabulate``, which ``DataFrame.to_markdown`` needs, is no dependency)."""
+    return [f"| {' | '.join(map(str, r))} |" for r in [header, ["---"] * len(header), *rows]]
 
 
 def _subset(n) -> str:
@@ -146,51 +119,58 @@ def render_markdown(table: dict) -> str:
     cols = table["paper_columns"]
     paper_head = f"Paper: {' / '.join(cols)} (Δ {cols[0]})" if cols else "Paper"
     heads = ["Configuration"] + [h for _, h, _ in COLUMNS] + [paper_head]
-    lines = [
-        f"# {table['title'] or table['name']}"
-        + (f" ({meta['profile']} profile)" if meta.get("profile") else ""),
-        "",
-    ]
+    profile = f" ({meta['profile']} profile)" if meta.get("profile") else ""
+    lines = [f"# {table['title'] or table['name']}{profile}", ""]
     if table.get("description"):
         lines += [table["description"], ""]
-    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    group = None
+    cells, group = [], None
     for r in rows:
         if r.get("group") and r["group"] != group:
             group = r["group"]
-            lines.append(f"| *{group}* |" + " |" * (len(heads) - 1))
-        cells = [r["label"] + (f" ({r['note']})" if r.get("note") else "")]
-        cells += [_pm(r.get(k), s, signed=(k == "delta")) for k, _, s in COLUMNS]
-        cells.append(_paper(r, None if r is base_row else base_paper))
-        lines.append("| " + " | ".join(cells) + " |")
+            cells.append([f"*{group}*"] + [""] * (len(heads) - 1))
+        cells.append(
+            [r["label"] + (f" ({r['note']})" if r.get("note") else "")]
+            + [fmt_pm(r.get(k), s, signed=(k == "delta")) for k, _, s in COLUMNS]
+            + [_paper(r, None if r is base_row else base_paper)]
+        )
+    lines += _md_table(heads, cells)
     seeds = sorted({s for r in rows for s in r["accuracy"]["per_seed"]}, key=_seed_order)
     if seeds:
-        lines += ["", "Accuracy (%) per evaluation seed" + (" (training seed / evaluation seed)" if "/" in str(seeds[0]) else "")
-                  + "; in brackets the paired difference from the baseline (points):", ""]  # fmt: skip
-        lines += ["| Configuration | " + " | ".join(map(str, seeds)) + " |", "|" + "---|" * (len(seeds) + 1)]
+        pairs = " (training seed / evaluation seed)" if "/" in str(seeds[0]) else ""
+        head = f"Accuracy (%) per evaluation seed{pairs}; in brackets the paired difference from the baseline"
+        lines += ["", head + " (points):", ""]
+        cells = []
         for r in rows:
-            acc, d = r["accuracy"]["per_seed"], r["delta"]["per_seed"]
-            cells = [
-                f"{acc[s] * 100:.1f}" + (f" ({d[s] * 100:+.1f})" if s in d else "") if s in acc else "–"
-                for s in seeds
-            ]
-            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+            acc = r["accuracy"]["per_seed"]
+            d = {s: f" ({v * 100:+.1f})" for s, v in r["delta"]["per_seed"].items()}
+            cells.append(
+                [r["label"]] + [f"{acc[s] * 100:.1f}{d.get(s, '')}" if s in acc else "–" for s in seeds]
+            )
+        lines += _md_table(["Configuration", *seeds], cells)
     if meta:
         steps = ", ".join(f"{k} {v}" for k, v in meta.get("steps", {}).items())
         clips = sorted({c for r in rows for c in r.get("clips", []) if c is not None})
-        lines += ["", "How it was made:", "",
-                  f"- command: `{meta.get('command')}`; table config `{meta.get('config')}`; recipe `{meta.get('recipe')}`"
-                  + (f" with overrides `{meta['overrides']}`" if meta.get("overrides") else ""),
-                  f"- evaluation: SynthAct test split ({_subset(meta.get('clips_per_class'))};"
-                  f" evaluated per row: {', '.join(map(str, clips)) or '–'}), seeds {meta.get('eval_seeds')},"
-                  f" decoding {meta.get('decoding')}; mean ± std over the seeds (ddof 1)",
-                  f"- training: max_steps {steps}; training seeds {meta.get('train_seeds')}",
-                  f"- stages trained or reused and evaluations: `{meta.get('root')}`; wall time of this invocation "
-                  f"{meta.get('wall_seconds')} s; compute of the distinct stages and evaluations {table.get('compute_seconds')} s"
-                  " (when they were made); per row (a shared stage counts in every row that uses it):"]  # fmt: skip
-        for r in rows:
-            lines.append(f"  - {r['name']}: stages {r['stages'] or '(base)'}, keys {r['keys']}, "
-                         f"{r['seconds']['train']} s train + {r['seconds']['eval']} s eval")  # fmt: skip
+        overrides = f" with overrides `{meta['overrides']}`" if meta.get("overrides") else ""
+        lines += [
+            "",
+            "How it was made:",
+            "",
+            f"- command: `{meta.get('command')}`; table config `{meta.get('config')}`;"
+            f" recipe `{meta.get('recipe')}`{overrides}",
+            f"- evaluation: SynthAct test split ({_subset(meta.get('clips_per_class'))};"
+            f" evaluated per row: {', '.join(map(str, clips)) or '–'}), seeds {meta.get('eval_seeds')},"
+            f" decoding {meta.get('decoding')}; mean ± std over the seeds (ddof 1)",
+            f"- training: max_steps {steps}; training seeds {meta.get('train_seeds')}",
+            f"- stages trained or reused and evaluations: `{meta.get('root')}`; wall time of this invocation"
+            f" {meta.get('wall_seconds')} s; compute of the distinct stages and evaluations"
+            f" {table.get('compute_seconds')} s (when they were made); per row (a shared stage counts in"
+            " every row that uses it):",
+        ]
+        lines += [
+            f"  - {r['name']}: stages {r['stages'] or '(base)'}, keys {r['keys']}, "
+            f"{r['seconds']['train']} s train + {r['seconds']['eval']} s eval"
+            for r in rows
+        ]
     return "\n".join(lines) + "\n"
 
 
