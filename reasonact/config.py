@@ -185,7 +185,7 @@ class TeacherConfig:
 
     kind: str = "template"  # template (offline) | openai (any OpenAI-compatible endpoint) | model (local VLM)
     format: str = "plain"  # plain: <think><answer> | process: <observation><think><answer> (VideoP2R)
-    seed: int = 0  # template phrasing choices; sampling of the local model
+    seed: int = 0  # template phrasing choices
     style: str = "full"  # template teacher: full (varied ~120-word prose) | concise (one sentence per phase)
     base_url: str | None = None  # None -> $OPENAI_BASE_URL, else https://api.openai.com/v1
     model: str | None = None  # None -> $REASONACT_TEACHER_MODEL, else gpt-4o (the paper's teacher)
@@ -197,8 +197,7 @@ class TeacherConfig:
     temperature: float = 0.2  # low: consistent chains; variety comes from the clips
     max_tokens: int = 600
     timeout_s: float = 120.0  # a 16-image request to a busy endpoint can take a minute
-    max_retries: int = 5  # on 429, 5xx, timeouts and broken responses; exponential backoff
-    backoff_s: float = 2.0  # first wait; doubles each retry (or the server's Retry-After)
+    max_retries: int = 5  # on 429, 5xx and timeouts: the openai client's backoff, or the server's Retry-After
     concurrency: int = 4  # requests in flight
     cache_dir: str = (
         "data/cache/teacher"  # responses keyed by clip, prompt and model: re-runs never pay twice

@@ -7,6 +7,7 @@ import pytest
 import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix)
 from reasonact.eval import metrics as em
 from reasonact.eval import report as er
+from reasonact.rewards.functions import weighted_total
 
 W = {"accuracy": 1.0, "subaction": 0.5, "format": 0.25, "temporal_consistency": 0.5}
 
@@ -26,7 +27,10 @@ def test_total_and_pick_examples():
         row("d", 1, 0),  # wrong, total 0
         row("e", 1, 0, sub=1.0, fmt=1.0, tc=1.0, cond="shuffled"),  # not an ordered completion
     ]
-    assert er.total(rows[0], W) == pytest.approx(2.25) and er.total(rows[2], {"acc": 1, "sub": 2}) == 2.0
+    assert (
+        weighted_total(rows[0], W) == pytest.approx(2.25)
+        and weighted_total(rows[2], {"acc": 1, "sub": 2}) == 2.0
+    )
     ex = er.pick_examples(rows, W)
     assert [(e["kind"], e["clip"], e["total"]) for e in ex] == [("right", "a", 2.25), ("wrong", "c", 1.0),
                                                                ("worst", "d", 0.0)]  # fmt: skip

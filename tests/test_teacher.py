@@ -19,6 +19,7 @@ from reasonact.cot.teacher import (
     phase_frames,
 )
 from reasonact.data.manifest import write_manifest
+from reasonact.library import load_library
 from reasonact.rewards.basic import format_ok, is_correct
 from reasonact.rewards.examples import mini_library, synthetic_record
 from reasonact.rewards.parse import parse
@@ -268,16 +269,11 @@ def test_model_teacher_with_the_tiny_model(tiny_model_dir, tmp_path):
 
 def test_concise_style_one_sentence_per_phase():
     """The tiny profile's teacher style: "Frames a-b: the person ... (phase)." per phase, then the answer."""
-    import re
-
-    from reasonact.cot.teacher import TemplateTeacher, phase_frames
-    from reasonact.library import load_library
-
     lib = load_library()
-    rec = {"video": "x.mp4", "label": "jump", "dataset": "synthact", "fps": 10, "num_frames": 20,
-           "duration_s": 2.0, "phases": [{"name": n, "start_s": a, "end_s": b, "sub_actions": []}
-                                         for n, a, b in [("crouch", 0, .5), ("takeoff", .5, 1), ("flight", 1, 1.5),
-                                                         ("landing", 1.5, 2)]]}  # fmt: skip
+    windows = [("crouch", 0, 0.5), ("takeoff", 0.5, 1), ("flight", 1, 1.5), ("landing", 1.5, 2)]
+    phases = [{"name": n, "start_s": a, "end_s": b, "sub_actions": []} for n, a, b in windows]
+    rec = {"video": "x.mp4", "label": "jump", "dataset": "synthact", "phases": phases}
+    rec.update(fps=10, num_frames=20, duration_s=2.0)
     text = TemplateTeacher(lib, style="concise").write(rec)
     lines = re.findall(r"Frames (\d+)(?:-(\d+))?: the person [^()]+ \(([a-z ]+)\)\.", text)
     assert [name for *_, name in lines] == [p["name"].replace("_", " ") for p in phase_frames(rec, lib)]

@@ -8,15 +8,16 @@ or with ``format="process"`` (VideoP2R) ``<observation>â€¦</observation><think>â
 Frame references ("frames 5-8") are 1-based numbers of the N frames the *student* sees (N =
 ``recipe.video.num_frames``, 16 as in the paper), sampled uniformly (``video.sample_indices``).
 
-- ``TemplateTeacher`` (offline, the tiny profile and tests): correct chains written from the label,
-  the clip's phase windows and the library's phrasings. Per clip (seeded by the clip's id, so the
-  order of the records does not matter) it draws the subject, sentence templates, connectives and
-  one phrasing per sub-action, so the same sub-action is named in different words across clips.
-- ``OpenAITeacher``: any OpenAI-compatible endpoint (GPT-4o in the paper; a vLLM server with
-  Qwen2.5-VL-72B as Video-R1 used). Frames go as base64 JPEG image parts, each preceded by its
-  frame number; responses are cached on disk by clip, prompt and model (``chat_client.py``).
-- ``ModelTeacher``: a local VLM through transformers (the tiny model here; Qwen2.5-VL-7B on a GPU),
-  greedy by default, vision tokens suppressed.
+- ``TemplateTeacher`` (offline, the tiny profile and tests): correct chains written from the label, the
+  clip's phase windows and the library's phrasings. Per clip (seeded by the clip's id, so the order of the
+  records does not matter) it draws the subject, sentence templates, connectives and one phrasing per
+  sub-action, so the same sub-action is named in different words across clips.
+- ``OpenAITeacher``: any OpenAI-compatible endpoint (GPT-4o in the paper; a vLLM server with Qwen2.5-VL-72B
+  as Video-R1 used) through the ``openai`` client (``chat_client.py``: retries, the key, the cache). Frames
+  go as base64 JPEG image parts, each preceded by its frame number; responses are cached on disk by clip,
+  prompt and model.
+- ``ModelTeacher``: a local VLM through transformers (the tiny model here; Qwen2.5-VL-7B on a GPU), greedy,
+  vision tokens suppressed.
 
 A teacher never raises for one bad clip: the chain carries ``error`` and the filter counts it.
 """
@@ -24,7 +25,6 @@ A teacher never raises for one bad clip: the chain carries ``error`` and the fil
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import random
 import re
@@ -39,6 +39,7 @@ from reasonact.config import REPO_ROOT
 from reasonact.cot.chat_client import ChatCache, ChatClient, ChatError
 from reasonact.data.synthact import CLASSES
 from reasonact.library import Library, class_list, load_library, normalize_label
+from reasonact.paths import derived_seed
 from reasonact.progress import progress
 from reasonact.prompts import video_messages
 from reasonact.rewards.gt import ground_truth
@@ -64,18 +65,13 @@ class Chain:
 
 
 def clip_id(record: dict) -> str:
-    """A stable id for a clip: its own ``clip_id``/``id`` field, else dataset/label/file name (unique in
-    every supported dataset; independent of where the data folder lives)."""
+    """A stable id for a clip: its own ``clip_id``/``id`` field, else dataset/split/label/file name (unique
+    in every supported dataset; independent of where the data folder lives)."""
     for key in ("clip_id", "id"):
         if record.get(key) not in (None, ""):
             return str(record[key])
-    return f"{record.get('dataset', '')}/{record.get('split', '')}/{record.get('label', '')}/{Path(record['video']).name}"
-
-
-def _stable_seed(*parts) -> int:
-    return int.from_bytes(
-        hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest(), "little"
-    )
+    parts = [str(record.get(k, "")) for k in ("dataset", "split", "label")]
+    return "/".join([*parts, Path(record["video"]).name])
 
 
 def frame_times(record: dict, num_frames: int = 16) -> np.ndarray:
@@ -95,15 +91,11 @@ def phase_frames(record: dict, library: Library | None, num_frames: int = 16) ->
     frame nearest its middle."""
     gt = ground_truth({**record, "num_sampled_frames": num_frames}, library)
     times = frame_times(record, num_frames)
-    action = gt.action
+    phr = {s.name: list(s.phrasings) for ph in gt.action.phases for s in ph.sub_actions} if gt.action else {}
     out = []
     for p in gt.phases:
         inside = [k + 1 for k, t in enumerate(times) if p.start <= t < p.end]
-        if not inside:
-            inside = [int(np.argmin(np.abs(times - (p.start + p.end) / 2))) + 1]
-        phr = {}
-        if action is not None:
-            phr = {s.name: list(s.phrasings) for ph in action.phases for s in ph.sub_actions}
+        inside = inside or [int(np.argmin(np.abs(times - (p.start + p.end) / 2))) + 1]
         out.append(
             {
                 "name": p.name,
@@ -149,17 +141,14 @@ def build_prompt(
         lines.append("The action is one of: " + ", ".join(normalize_label(c) for c in candidates) + ".")
     if label:
         lines.append(f"The correct action is {normalize_label(label)}: explain how the frames show it.")
-    if fmt == "process":
-        lines.append(
-            "Write what you see frame by frame (steps 1-2) inside <observation></observation>, your "
-            "reasoning about the order of the phases (step 3) inside <think></think>, and only the action "
-            "name inside <answer></answer>, with nothing outside these tags."
-        )
-    else:
-        lines.append(
-            "Write your reasoning (steps 1-3) inside <think></think> and only the action name inside "
-            "<answer></answer>, with nothing outside these tags."
-        )
+    lines.append(
+        "Write what you see frame by frame (steps 1-2) inside <observation></observation>, your reasoning "
+        "about the order of the phases (step 3) inside <think></think>, and only the action name inside "
+        "<answer></answer>, with nothing outside these tags."
+        if fmt == "process"
+        else "Write your reasoning (steps 1-3) inside <think></think> and only the action name inside "
+        "<answer></answer>, with nothing outside these tags."
+    )
     return "\n".join(lines)
 
 
@@ -168,9 +157,7 @@ def candidate_classes(dataset: str | None) -> list[str] | None:
     whose 400 names would dwarf the question (the teacher answers openly there)."""
     if dataset == "synthact":
         return list(CLASSES)
-    if dataset in ("hmdb51", "ucf101"):
-        return class_list(dataset)
-    return None
+    return class_list(dataset) if dataset in ("hmdb51", "ucf101") else None
 
 
 # ---- teachers ------------------------------------------------------------------------------------
@@ -180,6 +167,7 @@ class Teacher:
     """``generate(records) -> list[Chain]``, one chain per record, in order."""
 
     name = "teacher"
+    give_label = False  # tell the teacher the label (rationalisation)
 
     def __init__(self, fmt: str = "plain", num_frames: int = 16):
         if fmt not in FORMATS:
@@ -188,6 +176,12 @@ class Teacher:
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
         raise NotImplementedError
+
+    def prompt(self, record: dict, media: str = "images") -> str:
+        """The structured prompt for ``record``, with its dataset's classes as the candidates."""
+        label = record["label"] if self.give_label else None
+        candidates = candidate_classes(record.get("dataset"))
+        return build_prompt(self.format, self.num_frames, candidates, label, media)
 
     def _chain(self, record: dict, text: str = "", error: str | None = None, **meta) -> Chain:
         return Chain(clip_id(record), record, text, self.format, self.name, error, meta)
@@ -206,6 +200,13 @@ _PHASE_HEADS = (
     "During frames {r} {s} {body}.",
     "{C}, in frames {r}, {s} {body}.",
 )
+_CONNECTIVES = ("First", "Next", "Then", "After that", "Finally")
+_CONCLUSIONS = (
+    "The phases come in the order {seq}, which is typical of {label}.",
+    "This sequence, {seq}, matches {label}.",
+    "Taken together, {seq} is how {label} unfolds.",
+    "So the movement goes {seq}: this is {label}.",
+)
 # A phrasing that starts with its own subject ("both feet leave the ground") takes none; "is airborne" does.
 _OWN_SUBJECT = re.compile(
     r"^(?:the|both|his|her|their|its|one|a|an|each|arms?|hands?|feet|legs?|knees?)\b", re.I
@@ -217,17 +218,12 @@ def with_subject(subject: str, phrasing: str) -> str:
     return phrasing if _OWN_SUBJECT.match(phrasing) else f"{subject} {phrasing}"
 
 
-_CONNECTIVES = ("First", "Next", "Then", "After that", "Finally")
-_CONCLUSIONS = (
-    "The phases come in the order {seq}, which is typical of {label}.",
-    "This sequence, {seq}, matches {label}.",
-    "Taken together, {seq} is how {label} unfolds.",
-    "So the movement goes {seq}: this is {label}.",
-)
+def _frames(p: dict) -> str:
+    return f"{p['first']}-{p['last']}" if p["last"] > p["first"] else f"{p['first']}"
 
 
-def _frames(first: int, last: int) -> str:
-    return f"{first}-{last}" if last > first else f"{first}"
+def _words(name: str) -> str:
+    return name.replace("_", " ")
 
 
 class TemplateTeacher(Teacher):
@@ -260,11 +256,11 @@ class TemplateTeacher(Teacher):
         return out
 
     def write(self, record: dict) -> str:
-        rng = random.Random(_stable_seed(self.seed, clip_id(record)))
+        rng = random.Random(derived_seed(self.seed, clip_id(record)))
         phases = phase_frames(record, self.library, self.num_frames)
         if not phases:
             raise ValueError(
-                f"no phases for label {record.get('label')!r}: not in the library and none annotated"
+                f"no phases for label {record.get('label')!r}: not in the library, none annotated"
             )
         label = normalize_label(record["label"])
         if self.style == "concise":
@@ -272,66 +268,45 @@ class TemplateTeacher(Teacher):
         subject = rng.choice(_SUBJECTS)
         sentences = []
         for i, p in enumerate(phases):
-            parts = [rng.choice(options) for options in p["phrasings"]] or [
-                f"moves through the {p['name']} phase"
-            ]
-            body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+            parts = [rng.choice(o) for o in p["phrasings"]] or [f"moves through the {p['name']} phase"]
             subj = "" if _OWN_SUBJECT.match(parts[0]) else subject
-            if subj == "":  # "both feet leave the ground and [he] pulls the knees up"
+            if not subj:  # "both feet leave the ground and [he] pulls the knees up"
                 parts = parts[:1] + [with_subject(subject, q) for q in parts[1:]]
-                body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
-            conn = (
-                _CONNECTIVES[0]
-                if i == 0
-                else _CONNECTIVES[-1]
-                if i == len(phases) - 1
-                else rng.choice(_CONNECTIVES[1:4])
-            )
-            text = rng.choice(_PHASE_HEADS).format(
-                r=_frames(p["first"], p["last"]), s=subj, body=body, C=conn
-            )
+            body = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+            last = i == len(phases) - 1
+            conn = _CONNECTIVES[0] if i == 0 else _CONNECTIVES[-1] if last else rng.choice(_CONNECTIVES[1:4])
+            text = rng.choice(_PHASE_HEADS).format(r=_frames(p), s=subj, body=body, C=conn)
             text = " ".join(text.split()).replace(" ,", ",")
             if rng.random() < self.name_phases:
-                text = text[:-1] + f" (the {p['name'].replace('_', ' ')} phase)."
+                text = text[:-1] + f" (the {_words(p['name'])} phase)."
             sentences.append(text[0].upper() + text[1:])
-        seq = ", then ".join(p["name"].replace("_", " ") for p in phases)
+        seq = ", then ".join(_words(p["name"]) for p in phases)
         conclusion = rng.choice(_CONCLUSIONS).format(seq=seq, label=label)
         if self.format == "plain":
             opener = rng.choice(_OPENERS)
-            think = " ".join(([opener] if opener else []) + sentences + [conclusion])
-            return f"<think>{think}</think><answer>{label}</answer>"
+            return self._tags(" ".join(([opener] if opener else []) + sentences), conclusion, label)
         # Process-aware: the observation is the perception (what happens in which frames, no action
         # name); the think block reasons over the phases, citing their frames, and concludes.
-        order = "; ".join(
-            f"the {p['name'].replace('_', ' ')} phase in frames {_frames(p['first'], p['last'])}"
-            for p in phases
-        )
-        think = f"The movement passes through {order}. {conclusion}"
-        return (
-            f"<observation>{' '.join(sentences)}</observation><think>{think}</think><answer>{label}</answer>"
-        )
+        order = "; ".join(f"the {_words(p['name'])} phase in frames {_frames(p)}" for p in phases)
+        return self._tags(" ".join(sentences), f"The movement passes through {order}. {conclusion}", label)
 
     def concise(self, phases: list[dict], label: str, rng: random.Random) -> str:
         """One short sentence per phase, same shape every time: "Frames 1-4: the person bends the knees
         (crouch)." ~40 words. For a student as small as the tiny profile's, which cannot learn the full
         style's free-form ~120-word prose in a CPU budget (measured: BENCHMARKS.md, Stage 1-2)."""
-        lines = []
+        lines, seq = [], ", ".join(_words(p["name"]) for p in phases)
         for p in phases:
-            # one sub-action of the phase, one of its phrasings: enough variety for the duplicate filter
-            pick = (
-                rng.choice(rng.choice(p["phrasings"]))
-                if p["phrasings"]
-                else f"moves through the {p['name']} phase"
-            )
-            name = p["name"].replace("_", " ")
-            lines.append(
-                f"Frames {_frames(p['first'], p['last'])}: {with_subject('the person', pick)} ({name})."
-            )
-        seq = ", ".join(p["name"].replace("_", " ") for p in phases)
-        observation = " ".join(lines)
+            pick = f"moves through the {p['name']} phase"
+            if p["phrasings"]:  # one phrasing of one sub-action: variety for the duplicate filter
+                pick = rng.choice(rng.choice(p["phrasings"]))
+            lines.append(f"Frames {_frames(p)}: {with_subject('the person', pick)} ({_words(p['name'])}).")
+        return self._tags(" ".join(lines), f"Phases {seq}: {label}.", label)
+
+    def _tags(self, observation: str, think: str, label: str) -> str:
+        """plain: all of it inside <think>; process: the observation inside <observation> first."""
         if self.format == "plain":
-            return f"<think>{observation} Phases {seq}: {label}.</think><answer>{label}</answer>"
-        return f"<observation>{observation}</observation><think>Phases {seq}: {label}.</think><answer>{label}</answer>"
+            return f"<think>{observation} {think}</think><answer>{label}</answer>"
+        return f"<observation>{observation}</observation><think>{think}</think><answer>{label}</answer>"
 
 
 def frames_as_jpeg(frames: np.ndarray, quality: int = 85) -> list[str]:
@@ -347,14 +322,14 @@ def frames_as_jpeg(frames: np.ndarray, quality: int = 85) -> list[str]:
 
 
 class OpenAITeacher(Teacher):
-    """Chains from an OpenAI-compatible chat endpoint; see ``chat_client.py`` for retries and the key.
+    """Chains from an OpenAI-compatible chat endpoint through a ``ChatClient`` (retries, the key: there).
 
     The student's N frames are sampled; ``frames`` of them (evenly spread) are sent, each after a text
     part "Frame k:" with k the *student's* number, so frame references mean the same to both."""
 
     def __init__(
         self,
-        client,
+        client: ChatClient,
         fmt: str = "plain",
         num_frames: int = 16,
         frames: int = 16,
@@ -369,28 +344,15 @@ class OpenAITeacher(Teacher):
         progress: bool = False,
     ):
         super().__init__(fmt, num_frames)
-
-        self.client = client
-        self.name = f"openai:{client.model}"
-        self.frames, self.frame_size, self.jpeg_quality = (
-            min(int(frames), self.num_frames),
-            frame_size,
-            jpeg_quality,
-        )
-        self.image_detail, self.temperature, self.max_tokens = image_detail, temperature, max_tokens
+        self.client, self.name = client, f"openai:{client.model}"
+        self.frames = min(int(frames), self.num_frames)
+        self.frame_size, self.jpeg_quality, self.image_detail = frame_size, jpeg_quality, image_detail
+        self.temperature, self.max_tokens = temperature, max_tokens
         self.concurrency, self.give_label, self.progress = max(1, int(concurrency)), give_label, progress
         self.cache = ChatCache(cache_dir)
 
     def __repr__(self) -> str:
         return f"OpenAITeacher(client={self.client!r}, format={self.format!r}, frames={self.frames})"
-
-    def prompt(self, record: dict) -> str:
-        return build_prompt(
-            self.format,
-            self.num_frames,
-            candidate_classes(record.get("dataset")),
-            record["label"] if self.give_label else None,
-        )
 
     def shown_frames(self) -> list[int]:
         """1-based student frame numbers sent to the teacher (all N, or an even subset)."""
@@ -401,13 +363,8 @@ class OpenAITeacher(Teacher):
         shown = self.shown_frames()
         content: list[dict] = []
         for k, b64 in zip(shown, frames_as_jpeg(video.frames[[k - 1 for k in shown]], self.jpeg_quality)):
-            content.append({"type": "text", "text": f"Frame {k}:"})
-            content.append(
-                {
-                    "type": "image_url",
-                    "image_url": {"url": f"data:image/jpeg;base64,{b64}", "detail": self.image_detail},
-                }
-            )
+            image = {"url": f"data:image/jpeg;base64,{b64}", "detail": self.image_detail}
+            content += [{"type": "text", "text": f"Frame {k}:"}, {"type": "image_url", "image_url": image}]
         content.append({"type": "text", "text": prompt})
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 
@@ -428,31 +385,22 @@ class OpenAITeacher(Teacher):
         )
 
     def one(self, record: dict) -> Chain:
-
         prompt = self.prompt(record)
         key = self.cache_key(record, prompt)
         hit = self.cache.get(key)
         if hit is not None:  # checked before decoding the video: a re-run costs nothing
             return self._chain(record, hit["text"], cached=True, usage=hit.get("usage"))
         try:
-            reply = self.client.chat(
-                self.messages(record, prompt), temperature=self.temperature, max_tokens=self.max_tokens
-            )
+            messages = self.messages(record, prompt)
+            reply = self.client.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens)
         except VideoDecodeError as e:
             return self._chain(record, error=f"video: {e.cause}")
         except ChatError as e:
             return self._chain(record, error=str(e), status=e.status, attempts=e.attempts)
         except Exception as e:  # noqa: BLE001 - one odd clip must not stop the batch; the filter counts it
             return self._chain(record, error=self.client.redact(f"{type(e).__name__}: {e}"))
-        self.cache.put(
-            key,
-            {
-                "text": reply.text,
-                "usage": reply.usage,
-                "model": reply.model or self.client.model,
-                "clip": clip_id(record),
-            },
-        )
+        model = reply.model or self.client.model
+        self.cache.put(key, dict(text=reply.text, usage=reply.usage, model=model, clip=clip_id(record)))
         return self._chain(record, reply.text, cached=False, attempts=reply.attempts, usage=reply.usage)
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
@@ -473,65 +421,41 @@ class ModelTeacher(Teacher):
         size: int = 224,
         max_new_tokens: int = 256,
         batch_size: int = 2,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 0.9,
-        seed: int = 0,
         name: str = "model",
     ):
         super().__init__(fmt, num_frames)
         self.model, self.processor, self.size = model, processor, size
         self.max_new_tokens, self.batch_size = max_new_tokens, max(1, int(batch_size))
-        self.sampling = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else {}
-        self.seed, self.name = seed, f"model:{name}"
+        self.name = f"model:{name}"
 
     @classmethod
     def from_recipe(cls, recipe, path: str | None = None, fmt: str | None = None) -> ModelTeacher:
         """The recipe's model (or ``teacher.local_model`` / ``path``) without LoRA, greedy."""
-
-        t = recipe.teacher
-        model, processor = load_model(recipe, lora=False, path=path or t.local_model)
-        return cls(
-            model,
-            processor,
-            fmt=fmt or t.format,
-            num_frames=recipe.video.num_frames,
-            size=recipe.video.size,
-            max_new_tokens=t.max_new_tokens,
-            batch_size=t.batch_size,
-            seed=t.seed,
-            name=str(path or t.local_model or recipe.model.name_or_path or "tiny"),
-        )
+        t, v = recipe.teacher, recipe.video
+        model, proc = load_model(recipe, lora=False, path=path or t.local_model)
+        name = str(path or t.local_model or recipe.model.name_or_path or "tiny")
+        return cls(model, proc, fmt or t.format, v.num_frames, v.size, t.max_new_tokens, t.batch_size, name)
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
         import torch
 
-        torch.manual_seed(self.seed)
         self.model.eval()
+        suppress = vision_token_ids(self.processor)
         out: list[Chain | None] = [None] * len(records)
         for start in range(0, len(records), self.batch_size):
-            batch, videos, where = [], [], []
+            readable = []  # (index, record, video) of the clips that decode
             for i, rec in enumerate(records[start : start + self.batch_size], start):
                 try:
-                    videos.append(read_video(rec["video"], self.num_frames, self.size))
-                    batch.append(rec)
-                    where.append(i)
+                    readable.append((i, rec, read_video(rec["video"], self.num_frames, self.size)))
                 except VideoDecodeError as e:
                     out[i] = self._chain(rec, error=f"video: {e.cause}")
-            if not batch:
+            if not readable:
                 continue
+            where, batch, videos = zip(*readable)
+            chats = [video_messages(self.prompt(r, media="video"), hint="") for r in batch]
             texts = [
-                self.processor.apply_chat_template(
-                    video_messages(
-                        build_prompt(
-                            self.format, self.num_frames, candidate_classes(r.get("dataset")), media="video"
-                        ),
-                        hint="",
-                    ),
-                    add_generation_prompt=True,
-                    tokenize=False,
-                )
-                for r in batch
+                self.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+                for c in chats
             ]
             inputs = self.processor(
                 text=texts,
@@ -544,10 +468,7 @@ class ModelTeacher(Teacher):
             ).to(self.model.device)
             with torch.no_grad():
                 ids = self.model.generate(
-                    **inputs,
-                    max_new_tokens=self.max_new_tokens,
-                    suppress_tokens=vision_token_ids(self.processor),
-                    **self.sampling,
+                    **inputs, max_new_tokens=self.max_new_tokens, suppress_tokens=suppress
                 )
             new = ids[:, inputs["input_ids"].shape[1] :]
             for i, rec, text in zip(where, batch, self.processor.batch_decode(new, skip_special_tokens=True)):
@@ -560,37 +481,18 @@ def make_teacher(
 ) -> Teacher:
     """The recipe's teacher of ``kind`` (template | openai | model); ``fmt`` overrides ``teacher.format``."""
     t = recipe.teacher
-    fmt = fmt or t.format
-    n = recipe.video.num_frames
+    fmt, n = fmt or t.format, recipe.video.num_frames
     if kind == "template":
-        if library is None:
-            library = load_library(recipe.data.library_dir)
+        library = load_library(recipe.data.library_dir) if library is None else library
         return TemplateTeacher(library, fmt, n, seed=t.seed, style=t.style)
     if kind == "openai":
         client = ChatClient.from_env(
-            t.base_url,
-            t.model,
-            t.api_key_env,
-            timeout_s=t.timeout_s,
-            max_retries=t.max_retries,
-            backoff_s=t.backoff_s,
+            t.base_url, t.model, t.api_key_env, timeout_s=t.timeout_s, max_retries=t.max_retries
         )
-        cache = Path(t.cache_dir) if Path(t.cache_dir).is_absolute() else REPO_ROOT / t.cache_dir
-        return OpenAITeacher(
-            client,
-            fmt,
-            n,
-            frames=t.frames,
-            frame_size=t.frame_size,
-            jpeg_quality=t.jpeg_quality,
-            image_detail=t.image_detail,
-            temperature=t.temperature,
-            max_tokens=t.max_tokens,
-            concurrency=t.concurrency,
-            cache_dir=cache,
-            give_label=t.give_label,
-            progress=progress,
-        )
+        names = ("frames", "frame_size", "jpeg_quality", "image_detail", "temperature", "max_tokens")
+        kw = {k: getattr(t, k) for k in (*names, "concurrency", "give_label")}
+        cache = Path(REPO_ROOT, t.cache_dir)  # an absolute cache_dir stays as it is
+        return OpenAITeacher(client, fmt, n, cache_dir=cache, progress=progress, **kw)
     if kind == "model":
         return ModelTeacher.from_recipe(recipe, fmt=fmt)
     raise ValueError(f"unknown teacher {kind!r}; choose template, openai or model")

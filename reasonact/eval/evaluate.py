@@ -44,35 +44,24 @@ from pathlib import Path
 import numpy as np
 
 from reasonact.eval import metrics as em
-from reasonact.paths import write_metrics
+from reasonact.paths import FOLDERS, derived_seed, write_metrics
 from reasonact.progress import progress as progress_bar
 from reasonact.rewards import default_scorer
-from reasonact.video import Video, VideoDecodeError, read_video
+from reasonact.video import Video, VideoDecodeError, read_video, shuffle_frames
 from reasonact.vlm import decoding_kwargs, generate_batch, prompt_text
 
 COMPLETIONS, SETTINGS, RESULTS = "completions.jsonl", "eval_settings.json", "results.json"
 CONDITIONS = ("ordered", "shuffled")
-STAGE_FOLDER = "06_evaluation"
+STAGE_FOLDER = FOLDERS["eval"]
 
 
 class EvalSettingsError(ValueError):
     """An output folder holds completions made with other settings; the message names the file."""
 
 
-def derived_seed(*parts) -> int:
-    """A 31-bit seed from any parts (stable across processes, unlike ``hash``)."""
-    h = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") % (2**31 - 1)
-
-
 def shuffled(video: Video, seed: int, clip: str) -> Video:
-    """The clip with its frames permuted in time (fixed per clip and seed; never the identity).
-    Metadata (fps, sampled indices) stay: the model sees the same timestamps on shuffled content."""
-    rng = np.random.default_rng(derived_seed("shuffle", seed, clip))
-    perm = rng.permutation(len(video.frames))
-    if np.array_equal(perm, np.arange(len(perm))):
-        perm = perm[::-1].copy()
-    return Video(video.frames[perm], list(video.indices), video.fps, video.total_frames, video.path)
+    """The clip with its frames permuted in time, fixed per clip and seed (``video.shuffle_frames``)."""
+    return shuffle_frames(video, np.random.default_rng(derived_seed("shuffle", seed, clip)))
 
 
 # ---- files -----------------------------------------------------------------------------------------

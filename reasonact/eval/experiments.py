@@ -53,7 +53,7 @@ from reasonact.eval.experiment_config import (  # noqa: F401  (re-exported: the 
 from reasonact.eval.protocols import run_eval
 from reasonact.eval.tables import build_table, eval_metrics, write_outputs
 from reasonact.library import load_library
-from reasonact.paths import STAGES
+from reasonact.paths import FOLDERS, STAGES
 from reasonact.rewards.scorer import Scorer
 from reasonact.train.base import ensure_model
 from reasonact.train.sft import train_stage
@@ -66,7 +66,7 @@ DEFAULT_ROOT = REPO_ROOT / "runs" / "experiments"
 NOT_IN_KEY = {"logging_steps", "save_steps", "report_to", "log_completions", "data", "eval_steps"}
 NOT_IN_SFT_KEY = NOT_IN_KEY | {"eval_clips"}
 # Teacher fields about the transport, not the chains.
-TEACHER_TRANSPORT = {"api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency", "cache_dir", "batch_size"}  # fmt: skip
+TEACHER_TRANSPORT = {"api_key_env", "timeout_s", "max_retries", "concurrency", "cache_dir", "batch_size"}  # fmt: skip
 
 # ---- keys --------------------------------------------------------------------------------------------
 
@@ -313,7 +313,7 @@ class Experiment:
 
 def stage_data(recipe: Recipe, data_root: Path) -> dict[str, Path]:
     """The FRE mixture and the filtered CoT chains of the recipe, made once per ``data_key``."""
-    d = Path(data_root) / data_key(recipe) / "02_cot_generation"
+    d = Path(data_root) / data_key(recipe) / FOLDERS["cot"]
     paths = {"vsft": d / "cot.jsonl", "fre": d / "fre" / "fre.jsonl"}
     if not (d / "done.json").is_file():
         train = ensure_dataset(recipe)["manifests"]["train"]

@@ -26,7 +26,7 @@ from reasonact.eval.experiments import DEFAULT_ROOT, subset_manifest
 from reasonact.eval.metrics import fmt_pm
 from reasonact.eval.protocols import run_eval
 from reasonact.paths import STAGES, adapter_dir, run_dir
-from reasonact.rewards.functions import normalize_weights
+from reasonact.rewards.functions import weighted_total
 
 NAME = "synthact_test"  # run_eval's name for the profile's test split
 COMPONENTS = ("accuracy", "format", "subaction", "temporal_consistency", "c_seq", "c_cross", "c_bind")
@@ -153,17 +153,11 @@ def order_only_figure(result: dict) -> Figure | None:
     return fig
 
 
-def total(row: dict, weights: dict) -> float:
-    """The T-GRPO reward of a scored completion row (the recipe's weights; no contrast bonus)."""
-
-    return float(sum(w * float(row.get(k) or 0.0) for k, w in normalize_weights(weights).items()))
-
-
 def pick_examples(rows: list[dict], weights: dict, per_kind: int = 1) -> list[dict]:
     """Examples among the ordered completions: the best-rewarded right ones (``right``), the best-rewarded
     wrong ones (fluent but wrong: ``wrong``) and the worst-rewarded ones (``worst``), with their total."""
     ordered = [
-        {**r, "total": round(total(r, weights), 4)}
+        {**r, "total": round(weighted_total(r, weights), 4)}
         for r in rows
         if r.get("condition", "ordered") == "ordered"
     ]
