@@ -29,8 +29,7 @@ from reasonact.data.manifest import write_manifest
 from reasonact.data.synthact import generate, parse_splits
 from reasonact.data.tiny import build_tiny_model
 from reasonact.eval.experiments import Experiment, load_table
-from reasonact.eval.metrics import fmt_pm
-from reasonact.eval.protocols import run_eval
+from reasonact.eval.protocols import run_eval, summary_lines
 from reasonact.library import coverage, load_library
 from reasonact.library.embeddings import build_index, cohesion, near_duplicates, similar_decompositions
 from reasonact.notebooks import NotebookFailed, run_notebooks
@@ -188,18 +187,10 @@ def cmd_rewards_score(args) -> int:
     if args.json:
         _print_json(rows)
         return 0
-    names = [k for k in rows[0] if k not in ("index", "label", "detections")] if rows else []
-    print("\t".join(["#", "label", *names]))
-    for r in rows:
-        print(
-            "\t".join(
-                [
-                    str(r["index"]),
-                    str(r["label"]),
-                    *(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in names),
-                ]
-            )
-        )
+    import pandas as pd
+
+    table = pd.DataFrame(rows).drop(columns=["detections", "detected"], errors="ignore").set_index("index")
+    print(table.to_string(float_format="{:.3f}".format))
     return 0
 
 
@@ -225,37 +216,7 @@ def cmd_eval(args) -> int:
     if args.json:
         _print_json(result)
         return 0
-    print(f"stage {result['stage']} ({len(result['adapters'])} adapters merged) -> {result['out']}")
-    blocks = dict(result["results"])
-    if "combined" in result:
-        blocks["combined (mean over splits)"] = {"conditions": {"ordered": result["combined"]}}
-    for name, r in blocks.items():
-        for cond, m in r["conditions"].items():
-            print(
-                f"  {name} [{cond}]: accuracy {fmt_pm(m['accuracy'])}  format {fmt_pm(m['format'])}  "
-                f"sub-action P/R {fmt_pm(m['subaction_precision'])} / {fmt_pm(m['subaction_recall'])}  "
-                f"temporal consistency {fmt_pm(m['temporal_consistency'])}"
-            )
-        if "order_only" in r:
-            o = r["order_only"]
-            print(f"  {name} order-only pair {'/'.join(o['labels'])}: accuracy {fmt_pm(o['ordered'])} ordered, "
-                  f"{fmt_pm(o['shuffled'])} with shuffled frames")  # fmt: skip
-        if "skipped" in r:
-            skipped = r["skipped"]["clips"]
-            print(f"  {name}: {r['evaluated']}/{r['clips']} clips evaluated, {len(skipped)} damaged clips "
-                  f"skipped, {r['generated_now']} completions generated now")  # fmt: skip
-            for clip in skipped[:20]:  # each with its cause; the full list is in results.json
-                print(f"    skipped {clip['video']}: {clip['cause']}")
-            if len(skipped) > 20:
-                print(f"    ... and {len(skipped) - 20} more (all in {r['files']['json']})")
-    eff = result.get("efficiency", {})
-    for who in ("evaluated", "base"):
-        if who in eff:
-            e = eff[who]
-            print(f"  {who}: {e['latency_s_per_clip']:.3f} s/clip (batch 1), {e['new_tokens_per_clip']:.1f} tokens/clip, "
-                  f"peak memory {e['peak_memory_bytes'] / 2**20:.0f} MiB ({e['memory_kind']})")  # fmt: skip
-    if "latency_ratio" in eff:
-        print(f"  vs base: latency x{eff['latency_ratio']:.2f}, memory x{eff['memory_ratio']:.2f}")
+    print("\n".join(summary_lines(result)))
     return 0
 
 
@@ -353,6 +314,14 @@ def _recipe(args):
     return load_config(args.config or args.profile, parse_overrides(args.set))
 
 
+def _command(subparsers, func, name: str, **kw) -> argparse.ArgumentParser:
+    """A subcommand that runs ``func(args)`` and has ``--json`` (machine-readable output)."""
+    p = subparsers.add_parser(name, **kw)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reasonact", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -372,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="datasets: SynthAct generation, manifests of the real benchmarks")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    sa = dsub.add_parser(
-        "synthact", help="render SynthAct clips (mp4 + per-frame ground truth) and manifests"
+    sa = _command(
+        dsub,
+        cmd_data_synthact,
+        "synthact",
+        help="render SynthAct clips (mp4 + per-frame ground truth) and manifests",
     )
     sa.add_argument("--out", required=True, help="output folder")
     sa.add_argument(
@@ -386,11 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--splits", default="train=0.7,val=0.15,test=0.15", help="name=fraction,... (fractions sum to 1)"
     )
     sa.add_argument("--workers", type=int, default=2)
-    sa.add_argument("--json", action="store_true")
-    sa.set_defaults(func=cmd_data_synthact)
 
-    m = dsub.add_parser(
-        "manifest", help="manifest of HMDB51 / UCF-101 / Kinetics-400 from their official split files"
+    m = _command(
+        dsub,
+        cmd_data_manifest,
+        "manifest",
+        help="manifest of HMDB51 / UCF-101 / Kinetics-400 from their official split files",
     )
     m.add_argument("dataset", choices=["hmdb51", "ucf101", "kinetics400"])
     m.add_argument("--root", required=True, help="folder with the videos")
@@ -408,8 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--strict", action="store_true", help="fail if any listed video is missing")
     m.add_argument("--out", required=True, help="manifest .jsonl to write")
-    m.add_argument("--json", action="store_true")
-    m.set_defaults(func=cmd_data_manifest)
 
     lb = sub.add_parser("library", help="the sub-action library: validate, statistics")
     lsub = lb.add_subparsers(dest="library_command", required=True)
@@ -417,20 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
         ("validate", "structure, coverage of all 552 classes, phrasing cohesion, duplicates"),
         ("stats", "phases, sub-actions, sharing across actions and datasets"),
     ]:
-        q = lsub.add_parser(name, help=text)
+        q = _command(lsub, cmd_library, name, help=text)
         q.add_argument("--dir", default=None, help="library folder (default: data/library)")
-        q.add_argument("--json", action="store_true")
         if name == "validate":
             q.add_argument(
                 "--no-embed",
                 action="store_true",
                 help="skip the embedding checks (structure and coverage only)",
             )
-        q.set_defaults(func=cmd_library)
 
     co = sub.add_parser("cot", help="chains of thought: teacher generation + quality filter; FRE text data")
     csub = co.add_subparsers(dest="cot_command", required=True)
-    g = csub.add_parser("generate", help="teacher chains for every clip of a manifest, filtered and saved")
+    g = _command(
+        csub,
+        cmd_cot_generate,
+        "generate",
+        help="teacher chains for every clip of a manifest, filtered and saved",
+    )
     g.add_argument("--teacher", default="template", choices=["template", "openai", "model"])
     g.add_argument("--manifest", required=True)
     g.add_argument(
@@ -441,18 +415,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--profile", default="tiny")
     g.add_argument("--limit", type=int, default=None, help="only the first N clips")
-    g.add_argument("--json", action="store_true")
-    g.set_defaults(func=cmd_cot_generate)
-    fd = csub.add_parser("fre-data", help="the Stage 1 (FRE) text reasoning mixture of the profile")
+    fd = _command(
+        csub, cmd_fre_data, "fre-data", help="the Stage 1 (FRE) text reasoning mixture of the profile"
+    )
     fd.add_argument("--profile", default="tiny")
     fd.add_argument("--out", required=True)
-    fd.add_argument("--json", action="store_true")
-    fd.set_defaults(func=cmd_fre_data)
 
     rw = sub.add_parser("rewards", help="score completions with every reward component")
     rsub = rw.add_subparsers(dest="rewards_command", required=True)
-    sc = rsub.add_parser(
-        "score", help="score a JSON-lines file of completions (+ label, dataset, phases, ...)"
+    sc = _command(
+        rsub,
+        cmd_rewards_score,
+        "score",
+        help="score a JSON-lines file of completions (+ label, dataset, phases, ...)",
     )
     sc.add_argument(
         "--input",
@@ -462,10 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--weight", action="append", default=[], metavar="NAME=W", help="component weight, e.g. subaction=0.5"
     )
-    sc.add_argument("--json", action="store_true")
-    sc.set_defaults(func=cmd_rewards_score)
 
-    tr = sub.add_parser("train", help="train a stage: fre (text reasoning), vsft (video CoT), tgrpo (RL)")
+    tr = _command(
+        sub, cmd_train, "train", help="train a stage: fre (text reasoning), vsft (video CoT), tgrpo (RL)"
+    )
     tr.add_argument("stage", choices=["fre", "vsft", "tgrpo"])
     _recipe_options(tr, "vsft.max_steps=20")
     tr.add_argument(
@@ -473,11 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--no-resume", action="store_true", help="start over even if the stage has checkpoints")
     tr.add_argument("--no-eval", action="store_true", help="vsft: skip the validation accuracy before/after")
-    tr.add_argument("--json", action="store_true")
-    tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser(
-        "eval", help="evaluate a run's model (base + adapters up to --stage): accuracy, reasoning, latency"
+    ev = _command(
+        sub,
+        cmd_eval,
+        "eval",
+        help="evaluate a run's model (base + adapters up to --stage): accuracy, reasoning, latency",
     )
     _recipe_options(ev, "eval.temperature=0")
     ev.add_argument("--run", default=None, help="run folder (default: runs/<profile>)")
@@ -505,11 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=None, help="only the first N clips of each manifest")
     ev.add_argument("--out", default=None, help="output folder (default: <run>/06_evaluation/<stage>)")
     ev.add_argument("--no-compare-base", action="store_true", help="skip the base model's latency/memory")
-    ev.add_argument("--json", action="store_true")
-    ev.set_defaults(func=cmd_eval)
 
-    xp = sub.add_parser(
-        "experiments", help="the paper's Table 1 / Table 2: train every row (stages shared), evaluate"
+    xp = _command(
+        sub,
+        cmd_experiments,
+        "experiments",
+        help="the paper's Table 1 / Table 2: train every row (stages shared), evaluate",
     )
     xp.add_argument("table", help="table1 | table2 (configs/experiments/) or a table YAML file")
     _recipe_options(xp, "tgrpo.max_steps=20 (for every row)")
@@ -526,21 +503,22 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--root", default=None, help="trained stages and evaluations (default: runs/experiments)")
     xp.add_argument("--out", default=None, help="table folder (default: <root>/<table>_<profile>)")
     xp.add_argument("--dry-run", action="store_true", help="show which stages would be trained or reused")
-    xp.add_argument("--json", action="store_true")
-    xp.set_defaults(func=cmd_experiments)
 
     ba = sub.add_parser(
         "base", help="the tiny profile's perception-pretrained base model (never sees action labels)"
     )
     bsub = ba.add_subparsers(dest="base_command", required=True)
-    bb = bsub.add_parser("build", help="pretrain the tiny model on SynthAct perception (cached by recipe)")
-    be = bsub.add_parser(
-        "eval", help="perception accuracy (vs the wrong-video control), linear probe, zero-shot accuracy"
+    bb = _command(
+        bsub, cmd_base, "build", help="pretrain the tiny model on SynthAct perception (cached by recipe)"
+    )
+    be = _command(
+        bsub,
+        cmd_base,
+        "eval",
+        help="perception accuracy (vs the wrong-video control), linear probe, zero-shot accuracy",
     )
     for q in (bb, be):
         _recipe_options(q, "base.max_steps=1000")
-        q.add_argument("--json", action="store_true")
-        q.set_defaults(func=cmd_base)
     bb.add_argument("--force", action="store_true", help="rebuild even if cached")
     bb.add_argument(
         "--commit", action="store_true", help="also copy it to data/base/tiny-base (what CI reuses)"
@@ -551,11 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
     msub = mo.add_subparsers(dest="model_command", required=True)
-    b = msub.add_parser("build-tiny", help="build (or find in the cache) the tiny random-init Qwen2.5-VL")
+    b = _command(
+        msub,
+        cmd_model_build_tiny,
+        "build-tiny",
+        help="build (or find in the cache) the tiny random-init Qwen2.5-VL",
+    )
     _recipe_options(b, "model.tiny.seed=1")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_model_build_tiny)
     return p
 
 

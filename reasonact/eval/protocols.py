@@ -179,3 +179,47 @@ def _compare_with_base(recipe, eff: dict, videos, seed: int, compare: bool, adap
         eff["latency_ratio"] = e["latency_s_per_clip"] / max(b["latency_s_per_clip"], 1e-12)
         eff["memory_ratio"] = e["peak_memory_bytes"] / max(b["peak_memory_bytes"], 1)
     return eff
+
+
+def summary_lines(result: dict) -> list[str]:
+    """What ``reasonact eval`` prints for a ``run_eval`` result: every split and condition (mean ± std over
+    the seeds), the order-only pair, each skipped clip with its cause (the first 20, then a count; all of
+    them are in results.json) and the efficiency comparison."""
+    pm = em.fmt_pm
+    out = [f"stage {result['stage']} ({len(result['adapters'])} adapters merged) -> {result['out']}"]
+    blocks = dict(result["results"])
+    if "combined" in result:
+        blocks["combined (mean over splits)"] = {"conditions": {"ordered": result["combined"]}}
+    for name, r in blocks.items():
+        for cond, m in r["conditions"].items():
+            out.append(
+                f"  {name} [{cond}]: accuracy {pm(m['accuracy'])}  format {pm(m['format'])}  sub-action P/R "
+                f"{pm(m['subaction_precision'])} / {pm(m['subaction_recall'])}  "
+                f"temporal consistency {pm(m['temporal_consistency'])}"
+            )
+        if "order_only" in r:
+            o = r["order_only"]
+            out.append(
+                f"  {name} order-only pair {'/'.join(o['labels'])}: accuracy {pm(o['ordered'])} ordered, "
+                f"{pm(o['shuffled'])} with shuffled frames"
+            )
+        if "skipped" in r:
+            skipped = r["skipped"]["clips"]
+            out.append(
+                f"  {name}: {r['evaluated']}/{r['clips']} clips evaluated, {len(skipped)} damaged clips "
+                f"skipped, {r['generated_now']} completions generated now"
+            )
+            out += [f"    skipped {clip['video']}: {clip['cause']}" for clip in skipped[:20]]
+            if len(skipped) > 20:
+                out.append(f"    ... and {len(skipped) - 20} more (all in {r['files']['json']})")
+    eff = result.get("efficiency", {})
+    for who in ("evaluated", "base"):
+        if who in eff:
+            e = eff[who]
+            out.append(
+                f"  {who}: {e['latency_s_per_clip']:.3f} s/clip (batch 1), {e['new_tokens_per_clip']:.1f} "
+                f"tokens/clip, peak memory {e['peak_memory_bytes'] / 2**20:.0f} MiB ({e['memory_kind']})"
+            )
+    if "latency_ratio" in eff:
+        out.append(f"  vs base: latency x{eff['latency_ratio']:.2f}, memory x{eff['memory_ratio']:.2f}")
+    return out
