@@ -86,6 +86,13 @@ class ModelConfig:
 class VideoConfig:
     num_frames: int = 16  # the paper samples 16 frames uniformly
     size: int = 224  # square side in pixels, a multiple of 28 (patch 14 x spatial merge 2)
+    # square: shorter side to size, centre crop (the tiny profile); qwen: aspect kept, sides multiples of
+    # 28, at most size*size pixels, as qwen-vl-utils prepares Qwen2.5-VL's video (reasonact/video.py)
+    resize: str = "square"
+
+    def frames(self) -> dict:
+        """``read_video``'s frame settings: ``read_video(path, **recipe.video.frames())``."""
+        return {"num_frames": self.num_frames, "size": self.size, "resize": self.resize}
 
 
 @dataclass
@@ -410,6 +417,8 @@ def load_config(profile_or_path: str | Path = "tiny", overrides: dict[str, Any] 
     where = str(path) if not overrides else f"{path} (with overrides {sorted(overrides)})"
     recipe = _build(Recipe, tree, "", where)
     recipe.source = str(path)
+    if recipe.video.resize not in ("square", "qwen"):
+        raise ConfigError(f"{where}: 'video.resize' = {recipe.video.resize!r} must be square or qwen")
     if recipe.video.size % 28:
         raise ConfigError(
             f"{where}: 'video.size' = {recipe.video.size} must be a multiple of 28 (patch 14 x merge 2)"

@@ -5,13 +5,20 @@
 Passing that metadata to the processor makes ``second_per_grid_ts`` right: without it the
 processor assumes 24 fps and collapses the temporal positions of a short clip (README, "Notes on the stack").
 
-Frames are resized so the shorter side is ``size`` and centre-cropped to ``size x size``. The
-processor is built with a pixel budget of exactly ``size * size`` (data/tiny.build_processor), so
-it neither upscales nor downscales: 16 frames at 224 px give 16/2 * (224/28)^2 = 512 video tokens.
+Two ways to resize (the recipe's ``video.resize``):
+
+- ``square`` (the tiny profile): the shorter side to ``size``, centre-cropped to ``size x size``. The tiny
+  processor has a pixel budget of exactly ``size * size`` (data/tiny.build_processor), so it neither
+  upscales nor downscales: 16 frames at 224 px give 16/2 * (224/28)^2 = 512 video tokens.
+- ``qwen`` (the Qwen2.5-VL profiles): as qwen-vl-utils prepares video for Qwen2.5-VL, the aspect ratio
+  kept, both sides multiples of 28 and at most ``size * size`` pixels (``smart_resize``), bicubic. Nothing
+  at the frame's edge is cut away and the token count follows the clip's shape (a 4:3 clip at 224:
+  168 x 252 px, 6 x 9 = 54 tokens per pair of frames, 432 per 16-frame clip).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +86,38 @@ def sample_indices(total_frames: int, num_frames: int = 16) -> list[int]:
     return [int(i) for i in np.round(np.linspace(0, total_frames - 1, num_frames)).astype(int)]
 
 
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 4 * 28 * 28,
+                 max_pixels: int = 224 * 224) -> tuple[int, int]:  # fmt: skip
+    """Qwen2.5-VL's frame size as qwen-vl-utils' ``smart_resize`` documents it: both sides multiples of
+    ``factor`` (patch 14 x spatial merge 2), the pixel count within ``[min_pixels, max_pixels]``, the
+    aspect ratio kept as closely as possible (rounded to the nearest multiple; when too large, scaled by
+    ``sqrt(h*w / max_pixels)`` and rounded down; when too small, scaled up and rounded up)."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} is above 200")
+    h, w = (max(factor, round(x / factor) * factor) for x in (height, width))
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h, w = (max(factor, math.floor(x / beta / factor) * factor) for x in (height, width))
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h, w = (math.ceil(x * beta / factor) * factor for x in (height, width))
+    return h, w
+
+
+def resize_qwen(frames: np.ndarray, size: int) -> np.ndarray:
+    """Aspect-preserving resize to ``smart_resize(h, w, max_pixels=size*size)`` (bicubic, antialiased)."""
+    import torch
+    import torch.nn.functional as F
+
+    n, h, w, _ = frames.shape
+    nh, nw = smart_resize(h, w, max_pixels=size * size)
+    if (nh, nw) == (h, w):
+        return frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
     """Resize the shorter side to ``size`` (bilinear) and centre-crop to ``size x size``."""
     import torch
@@ -96,8 +135,13 @@ def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def read_video(path: str | Path, num_frames: int = 16, size: int | None = 224) -> Video:
-    """Decode ``num_frames`` uniformly sampled frames of ``path``; raise VideoDecodeError on any failure."""
+def read_video(
+    path: str | Path, num_frames: int = 16, size: int | None = 224, resize: str = "square"
+) -> Video:
+    """Decode ``num_frames`` uniformly sampled frames of ``path``; raise VideoDecodeError on any failure.
+    ``resize``: ``square`` or ``qwen`` (module docstring); ``size=None`` keeps the decoded frames."""
+    if resize not in RESIZE:
+        raise ValueError(f"unknown resize {resize!r}; choose from {', '.join(RESIZE)}")
     path = Path(path)
     if not path.exists():
         raise VideoDecodeError(path, "file not found")
@@ -129,8 +173,11 @@ def read_video(path: str | Path, num_frames: int = 16, size: int | None = 224) -
     if frames.ndim != 4 or frames.shape[0] != num_frames or frames.shape[-1] != 3:
         raise VideoDecodeError(path, f"unexpected decoded shape {frames.shape}")
     if size:
-        frames = resize_square(frames, size)
+        frames = RESIZE[resize](frames, size)
     return Video(frames=frames, indices=idx, fps=fps, total_frames=total, path=str(path))
+
+
+RESIZE = {"square": resize_square, "qwen": resize_qwen}
 
 
 def _short(e: Exception, n: int = 200) -> str:
@@ -158,13 +205,17 @@ class SkipReport:
 
 
 def iter_videos(
-    records: Iterable[dict], num_frames: int = 16, size: int | None = 224, report: SkipReport | None = None
+    records: Iterable[dict],
+    num_frames: int = 16,
+    size: int | None = 224,
+    report: SkipReport | None = None,
+    resize: str = "square",
 ) -> Iterator[tuple[dict, Video]]:
     """Yield ``(record, Video)`` for each manifest record; damaged clips are skipped and reported."""
     report = report if report is not None else SkipReport()
     for rec in records:
         try:
-            video = read_video(rec["video"], num_frames=num_frames, size=size)
+            video = read_video(rec["video"], num_frames=num_frames, size=size, resize=resize)
         except VideoDecodeError as e:
             report.skipped.append((e.path, e.cause))
             continue

@@ -121,3 +121,72 @@ def test_iter_videos_skips_and_counts(tmp_path, clip_path):
     got = list(iter_videos(records, 16, 56, report=report))
     assert len(got) == 2 and report.ok == 2 and report.num_skipped == len(bad)
     assert str(bad["missing"][0]) in report.summary()
+
+
+# ---- the Qwen2.5-VL profiles: aspect kept, as qwen-vl-utils prepares video (video.resize: qwen) ----------
+# Expected sizes worked out by hand from qwen-vl-utils' documented rule (multiples of 28, at most
+# 224*224 px, aspect kept: scale by sqrt(h*w / 224^2), round down): e.g. 240x320 -> beta 1.237 ->
+# 6 x 9 cells of 28 px.
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ((240, 320), (168, 252)),  # 4:3
+        ((480, 640), (168, 252)),  # 4:3, larger: the same budget
+        ((360, 640), (168, 280)),  # 16:9
+        ((1080, 1920), (168, 280)),
+        ((640, 360), (280, 168)),  # portrait
+        ((112, 112), (112, 112)),  # inside the budget, already multiples of 28: unchanged
+        ((40, 60), (56, 84)),  # rounded to the nearest multiple
+    ],
+)
+def test_smart_resize_follows_qwen_vl_utils_rule(shape, expected):
+    from reasonact.video import smart_resize
+
+    h, w = smart_resize(*shape)
+    assert (h, w) == expected
+    assert h % 28 == 0 and w % 28 == 0 and h * w <= 224 * 224
+    assert abs(h / w - shape[0] / shape[1]) < 0.2 * shape[0] / shape[1]  # the aspect ratio survives
+
+
+def test_smart_resize_rejects_extreme_aspect_ratios():
+    from reasonact.video import smart_resize
+
+    with pytest.raises(ValueError, match="aspect ratio"):
+        smart_resize(10, 2100)
+
+
+@pytest.mark.parametrize(
+    ("hw", "grid"),
+    [((240, 320), (6, 9)), ((180, 320), (6, 10)), ((320, 180), (10, 6))],  # 4:3, 16:9, portrait
+)
+def test_qwen_resize_keeps_the_whole_frame_and_sets_the_token_count(tiny_model_dir, tmp_path, hw, grid):
+    """A 4:3 / 16:9 / portrait clip read with resize=qwen keeps its aspect (nothing cropped: a marker in
+    the corner survives) and the processor, with the hub's pixel range, gives 8 x rows x cols tokens."""
+    from transformers import AutoProcessor, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    from reasonact.data.tiny import CHAT_TEMPLATE
+    from reasonact.prompts import encode_videos
+
+    h, w = hw
+    frames = np.zeros((16, h, w, 3), np.uint8)
+    frames[:, : h // 8, : w // 8] = 255  # top-left corner: centre-cropping would cut it (4:3, 16:9)
+    path = write_video(tmp_path / "clip.mp4", frames, fps=8)
+    v = read_video(path, 16, 224, resize="qwen")
+    assert v.frames.shape == (16, grid[0] * 28, grid[1] * 28, 3)
+    assert v.frames[:, :8, :8].mean() > 200
+    square = read_video(path, 16, 224, resize="square")
+    assert square.frames.shape == (16, 224, 224, 3)
+    tok = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
+    hub = {"shortest_edge": 3136, "longest_edge": 12845056}  # Qwen2.5-VL-3B-Instruct's preprocessor
+    proc = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(size=hub),
+                               video_processor=Qwen2VLVideoProcessor(size=hub, do_sample_frames=False),
+                               tokenizer=tok, chat_template=CHAT_TEMPLATE)  # fmt: skip
+    inputs = encode_videos(proc, [v])
+    assert inputs["video_grid_thw"].tolist() == [[8, grid[0] * 2, grid[1] * 2]]
+    n = int((inputs["input_ids"] == tok.convert_tokens_to_ids("<|video_pad|>")).sum())
+    assert n == 8 * grid[0] * grid[1]
+
+
+def test_unknown_resize_is_an_error(clip_path):
+    with pytest.raises(ValueError, match="unknown resize"):
+        read_video(clip_path, 16, 56, resize="stretch")

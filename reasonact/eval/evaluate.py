@@ -135,7 +135,7 @@ def fingerprint(path: str | Path) -> str | None:
 
 
 def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *, num_frames: int = 16,
-             size: int | None = 224, fmt: str = "plain", seeds=None, limit: int | None = None,
+             size: int | None = 224, resize: str = "square", fmt: str = "plain", seeds=None, limit: int | None = None,
              shuffle_labels=None, scorer=None, settings: dict | None = None, root: str | Path | None = None,
              name: str | None = None, progress: bool = False) -> dict:  # fmt: skip
     """Generate, score and aggregate ``records`` (manifest records) into ``out_dir``; resumable.
@@ -178,7 +178,7 @@ def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *,
         videos = {}
         for i in needed:
             try:
-                videos[i] = read_video(records[i]["video"], num_frames=num_frames, size=size)
+                videos[i] = read_video(records[i]["video"], num_frames=num_frames, size=size, resize=resize)
             except VideoDecodeError as e:
                 skipped.append({"clip": ids[i], "video": e.path, "cause": e.cause})
         for (cond, s), idx in todo.items():

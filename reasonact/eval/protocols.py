@@ -110,7 +110,7 @@ def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: st
     if recipe.data.embedding_model:
         settings["embedding_model"] = recipe.data.embedding_model
     scorer = scorer or scorer_for(recipe.data.embedding_model)
-    common = dict(num_frames=recipe.video.num_frames, size=recipe.video.size, fmt=recipe.teacher.format,
+    common = dict(**recipe.video.frames(), fmt=recipe.teacher.format,
                   seeds=seeds, limit=limit, scorer=scorer, settings=settings, progress=progress)  # fmt: skip
     results = {}
     for name, records in loaded.items():
@@ -131,7 +131,7 @@ def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: st
         summary["combined"] = em.combine_splits(results)
     compare = cfg.compare_base if compare_base is None else compare_base
     # the first efficiency_clips clips of the first manifest that decode (damaged ones are passed over)
-    decoded = iter_videos(next(iter(loaded.values())), recipe.video.num_frames, recipe.video.size)
+    decoded = iter_videos(next(iter(loaded.values())), **recipe.video.frames())
     videos = [v for _, v in islice(decoded, max(1, cfg.efficiency_clips))]
     if videos:
         seed = int((seeds or cfg.seeds)[0])

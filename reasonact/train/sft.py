@@ -262,21 +262,22 @@ def stage_rows(recipe, stage: str, run=None) -> tuple[list[dict], Path]:
     return rows, path
 
 
-def vsft_example(row: dict, num_frames: int, size: int) -> dict:
-    """A chain row -> frames + metadata + the chat (the question, then the teacher's chain)."""
+def vsft_example(row: dict, frames: dict) -> dict:
+    """A chain row -> frames + metadata + the chat (the question, then the teacher's chain); ``frames``:
+    ``read_video``'s settings (``recipe.video.frames()``)."""
 
-    video = read_video(row["video"], num_frames, size)
+    video = read_video(row["video"], **frames)
     msgs = video_messages(QUESTION, row["chain"], hint=format_hint(row.get("format") or "plain"))
     return {"messages": msgs, "frames": video.frames, "video_metadata": video.metadata()}
 
 
-def checked_rows(rows: list[dict], num_frames: int, size: int) -> tuple[list[dict], list[dict]]:
+def checked_rows(rows: list[dict], frames: dict) -> tuple[list[dict], list[dict]]:
     """Drop rows whose video cannot be decoded (counted, never fatal): (usable rows, skipped)."""
 
     ok, skipped = [], []
     for r in rows:
         try:
-            read_video(r["video"], num_frames, size)
+            read_video(r["video"], **frames)
             ok.append(r)
         except VideoDecodeError as e:
             skipped.append({"video": r["video"], "error": str(e)})
@@ -293,10 +294,10 @@ def stage_examples(recipe, stage: str, run=None) -> tuple[StageData, dict]:
     if stage == "fre":
         make = lambda r: {"messages": r["messages"]}  # noqa: E731
     else:
-        rows, skipped = checked_rows(rows, recipe.video.num_frames, recipe.video.size)
+        rows, skipped = checked_rows(rows, recipe.video.frames())
         if not rows:
             raise ValueError(f"{path}: no decodable video among its rows ({len(skipped)} skipped)")
-        make = partial(vsft_example, num_frames=recipe.video.num_frames, size=recipe.video.size)
+        make = partial(vsft_example, frames=recipe.video.frames())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
     length = cfg.max_steps * per_step if cfg.max_steps > 0 else int(cfg.num_train_epochs * len(rows))
@@ -388,7 +389,7 @@ def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 
 
     records = read_manifest(ensure_dataset(recipe)["manifests"][split])
     records = spread(records, clips) if clips else records  # the manifest is grouped by class
-    videos = [read_video(r["video"], recipe.video.num_frames, recipe.video.size) for r in records]
+    videos = [read_video(r["video"], **recipe.video.frames()) for r in records]
     fmt = recipe.teacher.format
     greedy = SimpleNamespace(max_new_tokens=recipe.eval.max_new_tokens, temperature=0.0, top_p=1.0)
 

@@ -157,9 +157,9 @@ class VideoGRPOTrainer(GRPOTrainer):
     """GRPOTrainer with video in every forward and a shuffled-frame group per prompt (T-GRPO).
 
     Dataset rows: ``prompt`` (chat messages with a ``{"type": "video"}`` part), ``video`` (a path, read
-    with ``num_frames`` at ``video_size``) and the reward columns (label, dataset, phases, fps...)."""
+    with ``frames``, ``read_video``'s settings) and the reward columns (label, dataset, phases, fps...)."""
 
-    def __init__(self, *args, num_frames: int = 16, video_size: int = 224, shuffled_generations: int | None = None,
+    def __init__(self, *args, frames: dict | None = None, shuffled_generations: int | None = None,
                  process_aware: bool = False, **kwargs):  # fmt: skip
         config, processor = kwargs["args"], kwargs["processing_class"]
         if config.use_vllm:
@@ -182,7 +182,7 @@ class VideoGRPOTrainer(GRPOTrainer):
                 f"= {g}: each device must hold whole prompt groups so that the bonus compares whole groups"
             )
         self.shuffled_generations = g // 2 if shuffled_generations is None else int(shuffled_generations)
-        self.num_frames, self.video_size, self.process_aware = num_frames, video_size, process_aware
+        self.frames, self.process_aware = frames or {"num_frames": 16, "size": 224}, process_aware
         tok = processor.tokenizer
         self._video_id = tok.convert_tokens_to_ids("<|video_pad|>")
         self._image_id = tok.convert_tokens_to_ids("<|image_pad|>")
@@ -237,7 +237,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         cache = {}
         for x in inputs:  # a clip appears num_generations times in a row: decode it once
             if x["video"] not in cache:
-                cache[x["video"]] = read_video(x["video"], self.num_frames, self.video_size)
+                cache[x["video"]] = read_video(x["video"], **self.frames)
         return [cache[x["video"]] for x in inputs]
 
     def _encode(self, prompts, videos):

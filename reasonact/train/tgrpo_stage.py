@@ -110,8 +110,8 @@ def score_clips(model, processor, recipe, records: list[dict], seed: int = 0, ba
     it with the rewards module: mean of each component, of the weighted total (recipe weights) and
     accuracy. This is the before/after check of the stage, not the full evaluation (``reasonact eval``)."""
 
-    cfg, n = recipe.tgrpo, recipe.video.num_frames
-    videos = [read_video(r["video"], n, recipe.video.size) for r in records]
+    cfg = recipe.tgrpo
+    videos = [read_video(r["video"], **recipe.video.frames()) for r in records]
     fmt = "process" if cfg.process_aware else "plain"
     texts = complete_clips(model, processor, videos, recipe.eval, fmt, seed, batch_size)
     cols = {
@@ -119,7 +119,7 @@ def score_clips(model, processor, recipe, records: list[dict], seed: int = 0, ba
         for k in ("label", "dataset", "phases", "fps", "num_frames", "duration_s")
     }
     rows = reward_components(None, texts, weights=cfg.weights, process_aware=cfg.process_aware,
-                             scorer=scorer_for(recipe.data.embedding_model), num_sampled_frames=[n] * len(records), **cols)  # fmt: skip
+                             scorer=scorer_for(recipe.data.embedding_model), num_sampled_frames=[recipe.video.num_frames] * len(records), **cols)  # fmt: skip
     out = {"clips": len(rows), "seed": seed}
     for key in rows[0] if rows else ():
         out[key] = round(float(np.mean([r[key] for r in rows])), 4)
@@ -158,7 +158,7 @@ def build_trainer(recipe, output_dir: str | Path, run=None, *, skip=(), manifest
         )
         trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, processing_class=processor,
                                    train_dataset=rows_dataset(rows), callbacks=callbacks,
-                                   num_frames=recipe.video.num_frames, video_size=recipe.video.size,
+                                   frames=recipe.video.frames(),
                                    shuffled_generations=cfg.shuffled_generations, process_aware=cfg.process_aware)  # fmt: skip
     return trainer, {"rows": rows, "file": source, "adapters": adapters}
 
