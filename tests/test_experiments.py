@@ -4,10 +4,12 @@ trainer / evaluator (seconds), the markdown table against hand-made results, and
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix)
+from reasonact.config import REPO_ROOT
 from reasonact.eval import tables as xt
 from reasonact.eval.experiments import Experiment, ExperimentConfigError, load_table
 from reasonact.eval.metrics import mean_std
@@ -195,6 +197,14 @@ class Fakes:
             "ordered": stat,
             "shuffled": {**stat, "per_seed": {s: 0.5 for s in acc}},
         }
+        # the completions behind those numbers: 100 clips per seed, the first round(100 * acc) right
+        rows = [{"clip": f"c{c:02d}", "seed": s, "condition": "ordered", "label": "sit" if c < 10 else "jump",
+                 "accuracy": float(c < round(100 * a))} for s, a in acc.items() for c in range(100)]  # fmt: skip
+        rows += [{**r, "condition": "shuffled", "accuracy": float(int(r["clip"][1:]) % 2)} for r in rows[:10]]
+        (Path(out) / "synthact_test").mkdir(parents=True, exist_ok=True)
+        (Path(out) / "synthact_test" / "completions.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
         return {"results": {"synthact_test": {"evaluated": 4, "skipped": {"count": 0}, "conditions": {"ordered": cond},
                                               "order_only": order}}, "out": str(out)}  # fmt: skip
 
@@ -227,7 +237,7 @@ def test_shared_prefixes_are_trained_once_and_chains_merge_their_adapters(tmp_pa
     assert rows["direct"]["delta"]["mean"] == pytest.approx(0.1)
     assert fakes.manifests == [None] * 5  # the whole test split (the protocol's default)
     out = tmp_path / "xp" / "t_tiny"
-    assert {p.name for p in out.iterdir()} == {"table.md", "results.json", "accuracy.png"}
+    assert {p.name for p in out.iterdir()} == {"table.md", "results.json", "accuracy.png", "summary.json"}
     assert json.loads((out / "results.json").read_text())["rows"][2]["accuracy"]["mean"] == pytest.approx(
         0.32
     )
@@ -384,3 +394,42 @@ def test_real_stages_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "trained before, reused" in err and "training" not in err and "evaluated before" in err
+
+
+def test_rows_carry_bootstrap_intervals_and_the_summary_json(tmp_path):
+    """Every row's accuracy and paired difference get a 95% interval from the completions; summary.json
+    holds the table in percent (the form committed under results/)."""
+    table = experiment(tmp_path, Fakes()).run()
+    rows = {r["name"]: r for r in table["rows"]}
+    lo, hi = rows["full"]["accuracy"]["ci95"]
+    assert lo < 0.32 < hi and hi - lo < 0.2
+    dlo, dhi = rows["full"]["delta"]["ci95"]  # every clip-run pair differs by the same 0.3 on average
+    assert 0 < dlo <= 0.3 <= dhi and dhi - dlo < hi - lo  # paired: narrower than the row's own interval
+    assert rows["base"]["delta"].get("ci95") is None  # the baseline has no difference from itself
+    assert rows["full"]["order_shuffled"]["ci95"][0] < 0.5 < rows["full"]["order_shuffled"]["ci95"][1]
+    summary = json.loads((tmp_path / "xp" / "t_tiny" / "summary.json").read_text())
+    assert summary["level"] == "easy" and summary["baseline"] == "base"
+    full = summary["rows"]["full"]
+    assert full["accuracy"]["mean"] == pytest.approx(32.0) and full["accuracy"]["ci95"][0] < 32.0
+    assert set(full) == {"accuracy", "delta_vs_baseline", "sit_stand_ordered", "sit_stand_shuffled", "format",
+                         "train_seeds"}  # fmt: skip
+    assert not (REPO_ROOT / "results" / "t_tiny.json").exists()  # a table outside configs/experiments
+
+
+def test_bootstrap_ci_known_cases():
+    import numpy as np
+    import pandas as pd
+
+    from reasonact.eval.metrics import bootstrap_ci
+
+    ones = pd.DataFrame(np.ones((50, 3)))
+    assert bootstrap_ci(ones) == {"mean": 1.0, "ci95": [1.0, 1.0], "clips": 50, "runs": 3}
+    rng = np.random.default_rng(0)
+    coin = pd.DataFrame((rng.random((400, 5)) < 0.5).astype(float))
+    ci = bootstrap_ci(coin)["ci95"]
+    assert ci[0] < 0.5 < ci[1] and 0.03 < (ci[1] - ci[0]) / 2 < 0.08  # ~1.96 * sqrt(0.25 / 400) per run
+    better = coin.copy()
+    better.iloc[:40] = 1.0  # the same clips and runs, 40 of 400 clips forced right
+    paired = bootstrap_ci(better, coin)
+    assert paired["ci95"][0] > 0 and paired["ci95"][1] - paired["ci95"][0] < ci[1] - ci[0]
+    assert bootstrap_ci(pd.DataFrame()) is None

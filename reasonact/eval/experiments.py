@@ -43,6 +43,7 @@ from reasonact.data.manifest import read_manifest, write_manifest
 from reasonact.data.synthact import CLASSES, ensure_dataset
 from reasonact.eval.experiment_config import (  # noqa: F401  (re-exported: the tables' schema)
     ORDER,
+    TABLE_DIR,
     ExperimentConfigError,
     RowSpec,
     StageSpec,
@@ -51,7 +52,7 @@ from reasonact.eval.experiment_config import (  # noqa: F401  (re-exported: the 
     load_table,
 )
 from reasonact.eval.protocols import run_eval
-from reasonact.eval.tables import build_table, eval_metrics, write_outputs
+from reasonact.eval.tables import build_table, eval_metrics, summary_json, write_outputs
 from reasonact.library import load_library
 from reasonact.paths import FOLDERS, STAGES
 from reasonact.rewards.scorer import Scorer
@@ -60,6 +61,21 @@ from reasonact.train.sft import train_stage
 from reasonact.train.tgrpo_stage import train_tgrpo
 
 DEFAULT_ROOT = REPO_ROOT / "runs" / "experiments"
+RESULTS_DIR = REPO_ROOT / "results"  # committed tables (summary_json): whole runs of configs/experiments only
+
+
+def git_commit() -> str | None:
+    """The repository's commit (``-dirty`` with uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 # Fields that do not change a stage's weights: logging, checkpointing, where the data file lies, and the
 # learning-curve evaluation (the runner passes no eval_fn to FRE / V-SFT; T-GRPO's before-check draws random
 # numbers before training, so its eval_clips stays in the key).
@@ -289,7 +305,22 @@ class Experiment:
         table["meta"] = self.meta(time.time() - t0)
         out = Path(out) if out else self.root / f"{self.spec.name}_{self.profile}"
         table["files"] = write_outputs(table, out)
+        summary = summary_json(table, git_commit(), self.recipe.data.synthact_level)
+        paths = [out / "summary.json"]
+        whole = [r.name for r in selected] == [r.name for r in self.spec.select()]
+        if whole and self.spec.path.parent == TABLE_DIR:  # a whole table of configs/experiments: commit it
+            paths.append(RESULTS_DIR / f"{self.spec.name}_{self.profile}{self.level_suffix()}.json")
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        table["files"]["summary"] = [str(p) for p in paths]
         return table
+
+    def level_suffix(self) -> str:
+        """``_<level>`` when the SynthAct level is not the profile's own (``results/table1_tiny_medium.json``)."""
+        own = load_config(self.source).data.synthact_level
+        level = self.recipe.data.synthact_level
+        return "" if level == own else f"_{level}"
 
     def meta(self, wall: float) -> dict:
         r = self.recipe

@@ -72,6 +72,34 @@ def mean_std(values) -> dict:
     return stat if per_seed is None else {**stat, "per_seed": per_seed}
 
 
+def bootstrap_ci(
+    scores: pd.DataFrame, baseline: pd.DataFrame | None = None, n: int = 2000, seed: int = 0
+) -> dict | None:
+    """Mean and 95% confidence interval of ``scores`` (clips x runs: one column per training/evaluation
+    seed, NaN where missing) by a two-way bootstrap: clips and runs are resampled with replacement,
+    together, ``n`` times; the interval is the 2.5th-97.5th percentile of the resampled means. With
+    ``baseline`` (aligned on clip and run) the interval is that of the *paired* difference: both sides
+    use the same resampled clips and runs, so what the two share cancels. None without data."""
+    x = scores.to_numpy(float)
+    if baseline is not None:
+        x = x - baseline.reindex(index=scores.index, columns=scores.columns).to_numpy(float)
+    if x.size == 0 or np.isnan(x).all():
+        return None
+    rng = np.random.default_rng(seed)
+    clips = rng.integers(0, x.shape[0], (n, x.shape[0]))
+    runs = rng.integers(0, x.shape[1], (n, x.shape[1]))
+    with warnings.catch_warnings():  # a resample of only missing values is NaN, and dropped
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.array([np.nanmean(x[np.ix_(c, r)]) for c, r in zip(clips, runs)])
+    lo, hi = np.nanpercentile(means, [2.5, 97.5])
+    return {
+        "mean": float(np.nanmean(x)),
+        "ci95": [float(lo), float(hi)],
+        "clips": x.shape[0],
+        "runs": x.shape[1],
+    }
+
+
 def fmt_pm(metric: dict | None, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
     """The one "mean ± std" formatter: ``"67.2 ± 1.3"`` (percent by default; ``signed``: ``"+3.1 ± 2.0"``),
     ``"–"`` when missing."""

@@ -4,6 +4,11 @@ Per row, every metric is pooled over its runs' evaluation seeds (one run per tra
 when the table has no training seeds): ``metrics.mean_std`` over the seeds. The difference from the
 baseline row is *paired*: row minus baseline for the same evaluation seed (and training seed), then
 mean ± std of those differences. Accuracy and rates are shown in percent, differences in points.
+
+Confidence intervals come from the completions themselves (each run's ``completions.jsonl``): accuracy,
+the difference from the baseline and the order-only pair get a 95% interval from ``metrics.bootstrap_ci``
+over clips and runs (paired for the difference). A difference is *resolved* when its interval excludes 0.
+``summary_json`` is the table in a small, stable form (what ``results/<table>_<profile>.json`` holds).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from reasonact.eval.metrics import METRICS, fmt_pm, mean_std
+from reasonact.eval.evaluate import COMPLETIONS, read_completions
+from reasonact.eval.metrics import METRICS, bootstrap_ci, fmt_pm, mean_std
 from reasonact.viz.plots import PHASE_COLOURS
 
 COLUMNS = (  # (key in a table row, header, scale)
@@ -60,10 +66,32 @@ def seed_values(results: list[dict]) -> pd.DataFrame:
     return df.astype(dict.fromkeys(KEYS, float)).set_index("seed")
 
 
+def clip_scores(
+    runs: list[dict], condition: str = "ordered", labels=None, key: str = "accuracy"
+) -> pd.DataFrame:
+    """Clips x runs (``train/eval`` seed) of ``key`` for one row's runs, read from their completions
+    (``labels``: only clips of these labels). Empty when the evaluations kept no completions."""
+    cols = {}
+    for r in runs:
+        t = r["train_seed"]
+        folder = Path(r["eval"]["metrics"].get("eval_dir") or "")
+        for path in sorted(folder.glob(f"*/{COMPLETIONS}")) if folder.parts else []:
+            for c in read_completions(path):
+                if c["condition"] == condition and (labels is None or c["label"] in labels):
+                    run = f"{c['seed']}" if t is None else f"{t}/{c['seed']}"
+                    cols.setdefault(run, {})[f"{path.parent.name}/{c['clip']}"] = float(c.get(key) or 0.0)
+    return pd.DataFrame(cols).sort_index()
+
+
+def with_ci(stat: dict, ci: dict | None) -> dict:
+    return {**stat, "ci95": ci["ci95"] if ci else None}
+
+
 def build_table(spec, rows, results: list[dict]) -> dict:
     """The table's rows (in ``rows`` order) from the runs in ``results`` (row, train_seed, stages, eval)."""
     values = seed_values(results)
     base = values.loc[values["row"] == spec.baseline, "accuracy"]
+    base_scores = clip_scores([r for r in results if r["row"] == spec.baseline])
     out = []
     for row in rows:
         runs = [r for r in results if r["row"] == row.name]
@@ -77,6 +105,14 @@ def build_table(spec, rows, results: list[dict]) -> dict:
         entry |= {key: mean_std(v[key].dropna()) for key in KEYS}
         paired = (v["accuracy"] - base).dropna()  # same training and evaluation seed as the baseline's
         entry["delta"] = mean_std(paired if row.name != spec.baseline else {})
+        scores = clip_scores(runs)
+        entry["accuracy"] = with_ci(entry["accuracy"], bootstrap_ci(scores))
+        if row.name != spec.baseline:
+            entry["delta"] = with_ci(entry["delta"], bootstrap_ci(scores, base_scores))
+        pair = next((o.get("labels") for r in runs if (o := r["eval"]["metrics"].get("order_only"))), None)
+        for key, cond in (("order_ordered", "ordered"), ("order_shuffled", "shuffled")):
+            entry[key] = with_ci(entry[key], bootstrap_ci(clip_scores(runs, cond, pair)) if pair else None)
+        entry["train_seeds"] = sorted({r["train_seed"] for r in runs if r["train_seed"] is not None})
         if v["train"].nunique() > 1:
             entry["train_seed_std"] = mean_std(v.groupby("train")["accuracy"].mean().to_numpy())["std"]
         entry["clips"] = sorted({r["eval"]["metrics"].get("clips") for r in runs})
@@ -87,9 +123,39 @@ def build_table(spec, rows, results: list[dict]) -> dict:
     return {**head, "compute_seconds": round(sum(distinct.values()), 1), "rows": out}
 
 
+def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
+    """The table in the committed form: percentages (0-100), each with its 95% interval."""
+
+    def pct(stat):
+        if not stat or stat.get("mean") is None:
+            return None
+        ci = stat.get("ci95")
+        return {"mean": round(stat["mean"] * 100, 2), "ci95": [round(c * 100, 2) for c in ci] if ci else None}
+
+    rows = {}
+    for r in table["rows"]:
+        rows[r["name"]] = {
+            "accuracy": pct(r["accuracy"]),
+            "delta_vs_baseline": pct(r.get("delta")),
+            "sit_stand_ordered": pct(r.get("order_ordered")),
+            "sit_stand_shuffled": pct(r.get("order_shuffled")),
+            "format": pct(r.get("format")),
+            "train_seeds": r.get("train_seeds", []),
+        }
+    clips = sorted({c for r in table["rows"] for c in r.get("clips", []) if c is not None})
+    return {"table": table["name"], "commit": commit, "level": level, "clips": clips,
+            "baseline": table["baseline"], "rows": rows}  # fmt: skip
+
+
 def _md_table(header: list, rows: list[list]) -> list[str]:
     """A markdown table's lines (``tabulate``, which ``DataFrame.to_markdown`` needs, is no dependency)."""
     return [f"| {' | '.join(map(str, r))} |" for r in [header, ["---"] * len(header), *rows]]
+
+
+def _cell(stat: dict | None, scale: float, signed: bool = False) -> str:
+    """mean ± std, and the 95% interval in brackets when there is one."""
+    ci = (stat or {}).get("ci95")
+    return fmt_pm(stat, scale, signed=signed) + (f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]" if ci else "")
 
 
 def _subset(n) -> str:
@@ -130,10 +196,13 @@ def render_markdown(table: dict) -> str:
             cells.append([f"*{group}*"] + [""] * (len(heads) - 1))
         cells.append(
             [r["label"] + (f" ({r['note']})" if r.get("note") else "")]
-            + [fmt_pm(r.get(k), s, signed=(k == "delta")) for k, _, s in COLUMNS]
+            + [_cell(r.get(k), s, signed=(k == "delta")) for k, _, s in COLUMNS]
             + [_paper(r, None if r is base_row else base_paper)]
         )
     lines += _md_table(heads, cells)
+    if any((r.get("accuracy") or {}).get("ci95") for r in rows):
+        lines += ["", "mean ± std over the seeds; in brackets the 95% interval (bootstrap over clips and runs,"
+                  " paired for Δ). A Δ is resolved when its interval excludes 0."]  # fmt: skip
     seeds = sorted({s for r in rows for s in r["accuracy"]["per_seed"]}, key=_seed_order)
     if seeds:
         pairs = " (training seed / evaluation seed)" if "/" in str(seeds[0]) else ""
