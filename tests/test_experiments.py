@@ -383,6 +383,8 @@ def test_real_stages_end_to_end(tmp_path, capsys):
     rows = {r["name"]: r for r in result["rows"]}
     assert rows["base"]["clips"] == [12] and set(rows["base"]["accuracy"]["per_seed"]) == {"1", "11"}
     assert rows["base"]["order_shuffled"]["mean"] is not None  # sit and stand are among the clips
+    lo, hi = rows["base"]["accuracy"]["ci95"]  # bootstrapped from the real completions (12 clips x 2 seeds)
+    assert 0 <= lo <= rows["base"]["accuracy"]["mean"] <= hi <= 1
     assert (tmp_path / "xp" / "t_tiny" / "table.md").read_text().startswith("# t (tiny profile)")
     stages = tmp_path / "xp" / "_stages"
     rl = stages / rows["rl"]["keys"][0][1]
