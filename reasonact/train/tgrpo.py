@@ -14,10 +14,16 @@ reference model / disabled adapter, accelerate and DeepSpeed, metrics and ``repo
 - vision tokens are suppressed in generation (a sampled <|video_pad|> breaks the next forward).
 - vLLM is refused at start-up: TRL's vLLM path sends images only, so the rollouts would be blind.
 
-The step itself is ``VideoGRPOTrainer._generate_and_score_completions`` (one screen). Rewards: the
-rewards module's weighted total plus the temporal-contrast bonus; in process-aware mode (VideoP2R's
-PA-GRPO) the <observation> tokens get the perception reward's advantage and every other token the
-reasoning reward's. The stage's entry point is ``tgrpo_stage.train_tgrpo`` (``reasonact train tgrpo``).
+These are TRL 1.16's private methods (pyproject pins TRL to that minor version): overridden
+``_generate_and_score_completions``, ``_tokenize_prompts``, ``_get_per_token_logps_and_entropies``,
+``_compute_loss``, ``_calculate_rewards``, ``_generate``, ``_prepare_inputs``; called
+``_generate_single_turn`` (the shuffled-frame group).
+
+Read in this order: ``shuffled_frame_bonus`` (the T-GRPO rule, a pure function) and ``contrast_reward``
+(the rule as a TRL reward), then the step, ``VideoGRPOTrainer._generate_and_score_completions`` (one
+screen): the shuffled-frame group per prompt, then TRL's step with the video; rewards are the rewards
+module's weighted total plus the bonus. In process-aware mode (VideoP2R's PA-GRPO, ``_span_advantages``)
+the <observation> tokens get the perception reward's advantage and every other token the reasoning one's. The stage's entry point is ``tgrpo_stage.train_tgrpo`` (``reasonact train tgrpo``).
 """
 
 from __future__ import annotations
