@@ -3,6 +3,11 @@
     python bench/rewards.py                       # the default: MiniLM, torch threads = cores
     python bench/rewards.py --threads 2 --repeats 5 --quantize
     python bench/rewards.py --encoder static      # the static encoder distilled from MiniLM
+    python bench/rewards.py --encoder model2vec   # model2vec's own distillation of that MiniLM
+
+``detection`` is sub-action detection with the same index and encoder as the timing: precision,
+recall and F1 on the hand-labelled sentences (``report.detection_precision_recall``) and the pooled
+leave-one-out F1 of calibrating hmdb51 (``calibrate`` on a fresh detector).
 
 Each repeat scores a *fresh* batch (different text, so neither the analysis cache nor the segment
 cache helps) with ``total_reward``, which computes every component in one pass; the library's
@@ -106,6 +111,50 @@ def make_batch(lib, n: int, words: int, seed: int, unique: bool = False) -> tupl
     return comps, cols
 
 
+class Model2VecEncoder:
+    """A model2vec ``StaticModel`` behind the calls ``encoders.encode`` makes (SentenceTransformer's)."""
+
+    def __init__(self, model, name: str):
+        self.model, self.name = model, name
+
+    def get_embedding_dimension(self) -> int:
+        return self.model.dim
+
+    def encode(self, texts, batch_size=None, **_):
+        return self.model.encode(list(texts), batch_size=batch_size or 1024, use_multiprocessing=False)
+
+
+def model2vec_encoder(lib, vocabulary: bool = True) -> Model2VecEncoder:
+    """model2vec's distillation (``model2vec.distill``) of the local MiniLM with the settings of
+    steps 1-2 of ``reasonact/library/static.py`` (its PCA and SIF, float32), the library's words
+    that WordPiece splits added to the vocabulary (``vocabulary``); cached by a key of the MiniLM
+    files, those words and the settings."""
+    import hashlib
+
+    import model2vec
+    from model2vec import StaticModel
+
+    from reasonact.library import static as static_embeddings
+    from reasonact.library.encoders import CACHE_DIR, default_model_path, load_sentence_encoder
+
+    source = default_model_path()
+    st = load_sentence_encoder(source)
+    tok = st.tokenizer
+    words = static_embeddings.corpus(lib)[1] if vocabulary else []
+    words = [w for w in words if len(tok(w, add_special_tokens=False)["input_ids"]) > 1]
+    settings = {"pca_dims": static_embeddings.PCA_DIMS, "sif_coefficient": static_embeddings.SIF_A}
+    settings |= {"quantize_to": "float32", "device": "cpu"}
+    blob = json.dumps([static_embeddings.source_fingerprint(source), words, settings, model2vec.__version__])
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    path = CACHE_DIR / f"model2vec-{key}"
+    if not (path / "config.json").is_file():
+        from model2vec.distill import distill_from_model
+
+        model = distill_from_model(st[0].auto_model, tok, vocabulary=words or None, **settings)
+        model.save_pretrained(path)
+    return Model2VecEncoder(StaticModel.from_pretrained(path), f"model2vec@{key}")
+
+
 def _has(lib, label: str) -> bool:
     try:
         lib.resolve(label, "synthact")
@@ -133,13 +182,20 @@ def main(argv=None) -> dict:
     )
     ap.add_argument(
         "--encoder",
-        choices=("minilm", "static"),
+        choices=("minilm", "static", "model2vec"),
         default="minilm",
         help="minilm: the contextual all-MiniLM-L6-v2 (default); static: minilm-static, the token-vector "
-        "encoder distilled from it (reasonact/library/static.py; built and cached on first use)",
+        "encoder distilled from it (reasonact/library/static.py; built and cached on first use); "
+        "model2vec: model2vec's distillation of the same MiniLM (built and cached on first use)",
     )
+    ap.add_argument(
+        "--no-model2vec-words",
+        action="store_true",
+        help="model2vec: MiniLM's WordPiece vocabulary only (default: plus the library's split words)",
+    )
+    ap.add_argument("--no-detection", action="store_true", help="skip the detection P/R and calibration F1")
     args = ap.parse_args(argv)
-    if args.encoder == "static" and (args.quantize or args.max_seq_length):
+    if args.encoder != "minilm" and (args.quantize or args.max_seq_length):
         ap.error("--quantize and --max-seq-length apply to the contextual encoder only")
 
     import torch
@@ -157,6 +213,10 @@ def main(argv=None) -> dict:
         from reasonact.library import static as static_embeddings
 
         encoder = static_embeddings.build_static()  # loads the cached build, or builds it once
+        encoder_build_s = round(time.perf_counter() - t_build, 2)
+        index = embeddings.build_index(lib, encoder.name, encoder=encoder)
+    elif args.encoder == "model2vec":
+        encoder = model2vec_encoder(lib, vocabulary=not args.no_model2vec_words)
         encoder_build_s = round(time.perf_counter() - t_build, 2)
         index = embeddings.build_index(lib, encoder.name, encoder=encoder)
     else:
@@ -225,6 +285,15 @@ def main(argv=None) -> dict:
         t = time.perf_counter()
         total_reward(None, comps, scorer=scorer, **cols)
         steady.append(args.n / (time.perf_counter() - t))
+    detection = {}
+    if not args.no_detection:
+        from reasonact.rewards import report
+        from reasonact.rewards.subaction import Detector, calibrate
+
+        pr = report.detection_precision_recall(scorer)
+        detection = {k: pr[k] for k in ("precision", "recall", "f1")}
+        cal = calibrate(Detector(index, encoder, thresholds={}), lib, ["hmdb51"])
+        detection["calibration_f1_hmdb51"] = cal["pooled_f1"]
     out = {
         "bench": "rewards",
         "completions_per_s": round(statistics.median(rates), 1),
@@ -232,6 +301,7 @@ def main(argv=None) -> dict:
         "steady_state_completions_per_s": round(statistics.median(steady), 1),
         "batch": args.n,
         **stats,
+        "detection": detection,
         "encode_s": round(statistics.median(enc_s), 3),
         "other_s": round(statistics.median(tot_s) - statistics.median(enc_s), 3),
         "setup_s": round(setup_s, 2),
