@@ -319,16 +319,23 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, data: Any, where: str, path: str) -> Any:
-    """Recursively turn a dict into dataclass ``cls``; unknown keys raise ConfigError."""
+def parse_section(cls: type, data: Any, path: str, where: str = "") -> Any:
+    """Recursively turn a mapping into dataclass ``cls``, the one parser of recipes and experiment tables:
+    unknown keys, missing required keys and values of the wrong type raise ConfigError naming ``path``
+    (the file, or the file and the place in it) and the key (``where``: the dotted key of ``data``)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: '{where or 'top level'}' must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
     unknown = sorted(set(data) - names)
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"{path}: unknown key '{key}' (allowed here: {', '.join(sorted(names))})")
+    no_default = dataclasses.MISSING
+    for f in fields:
+        if f.name not in data and f.default is no_default and f.default_factory is no_default:
+            raise ConfigError(f"{path}: '{f'{where}.{f.name}' if where else f.name}' is required")
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
@@ -339,7 +346,7 @@ def _build(cls: type, data: Any, where: str, path: str) -> Any:
 def _coerce(tp: Any, value: Any, key: str, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, path)
+        return parse_section(tp, value, path, key)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
@@ -415,7 +422,7 @@ def load_config(profile_or_path: str | Path = "tiny", overrides: dict[str, Any] 
     for dotted, value in (overrides or {}).items():
         _set_dotted(tree, dotted, value)
     where = str(path) if not overrides else f"{path} (with overrides {sorted(overrides)})"
-    recipe = _build(Recipe, tree, "", where)
+    recipe = parse_section(Recipe, tree, where)
     recipe.source = str(path)
     if recipe.video.resize not in ("square", "qwen"):
         raise ConfigError(f"{where}: 'video.resize' = {recipe.video.resize!r} must be square or qwen")

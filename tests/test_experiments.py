@@ -105,10 +105,10 @@ def test_shipped_tables_parse_and_share_stages(tmp_path):
         ),
         ("- {name: a, stages: [{stage: tgrpo, lr: 1}]}", "row 'a' (#1): unknown key 'lr'"),
         ("- {name: a, stage: [fre]}", "row 'a' (#1): unknown key 'stage'"),
-        ("- {name: a}", "row 'a' (#1): 'stages' must be a list"),
-        ("- {label: x, stages: []}", "row #1: a row is a mapping with a 'name'"),
+        ("- {name: a}", "row 'a' (#1): 'stages' is required"),
+        ("- {label: x, stages: []}", "row #1: 'name' is required"),
         ("- {name: a, stages: []}\n  - {name: a, stages: [fre]}", "row 'a' (#2): the name is used twice"),
-        ("- {name: a, stages: [], paper: [x]}", "row 'a' (#1): 'paper' must be a list of numbers"),
+        ("- {name: a, stages: [], paper: [x]}", "row 'a' (#1): 'paper' must be float, got 'x'"),
     ],
 )
 def test_bad_row_names_file_and_row(tmp_path, rows, message):
@@ -126,13 +126,14 @@ def test_bad_table_level_settings(tmp_path):
             "unknown recipe key 'eval.tempreature'",
         ),
         ("baseline: b\nrows: [{name: a, stages: []}]", "no row 'b'"),
-        ("eval: {seeds: [1]}\nrows: [{name: a, stages: []}]", "eval: only 'clips_per_class'"),
+        ("eval: {seeds: [1]}\nrows: [{name: a, stages: []}]", "unknown key 'eval.seeds'"),
         (
             "eval: {clips_per_class: 0}\nrows: [{name: a, stages: []}]",
             "eval.clips_per_class must be a positive",
         ),
         ("rows: []", "'rows' must be a non-empty list"),
-        ("train_seeds: [1, x]\nrows: [{name: a, stages: []}]", "train_seeds must be a non-empty list"),
+        ("train_seeds: [1, x]\nrows: [{name: a, stages: []}]", "'train_seeds' must be int, got 'x'"),
+        ("train_seeds: []\nrows: [{name: a, stages: []}]", "train_seeds must be a non-empty list"),
         ("colour: red\nrows: [{name: a, stages: []}]", "unknown key 'colour'"),
     ]:
         path = write(tmp_path, text)

@@ -1,4 +1,6 @@
-"""Experiment tables (``configs/experiments/*.yaml``): their schema, parsed into dataclasses and checked.
+"""Experiment tables (``configs/experiments/*.yaml``): their schema, parsed by the recipes' parser
+(``config.parse_section``: unknown keys, missing keys and wrong types name the file, the row and the key),
+then checked against the rules below.
 
     spec = load_table("table2")          # or a path; errors name the file and the row
 
@@ -16,18 +18,16 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from reasonact.config import CONFIG_DIR, ConfigError, Recipe
+from reasonact.config import CONFIG_DIR, ConfigError, Recipe, parse_section
 from reasonact.paths import STAGES
 from reasonact.rewards.functions import normalize_weights
 
 TABLE_DIR = CONFIG_DIR / "experiments"
 ORDER = tuple(STAGES)  # fre, vsft, tgrpo: the curriculum
-TABLE_KEYS = {"title", "description", "set", "eval", "baseline", "paper_columns", "train_seeds", "rows"}
-ROW_KEYS = {"name", "label", "group", "stages", "paper", "optional", "note"}
-STAGE_KEYS = {"stage", "set", "library_fraction", "library_seed"}
 FORBIDDEN = {
     "vsft.from_fre": "leave fre out of the row's stages instead (the chain decides which adapters merge)",
     "eval.seeds": "the tables report the paper's 5 evaluation seeds (eval.seeds of the profile)",
@@ -86,7 +86,43 @@ class TableSpec:
         return [r for r in self.rows if r.name in wanted]
 
 
-# ---- parsing -----------------------------------------------------------------------------------------
+# ---- parsing: the YAML's shape (checked by config.parse_section, like a recipe), then the rules -----------
+
+
+@dataclass
+class StageEntry:
+    stage: str
+    set: dict[str, Any] = field(default_factory=dict)
+    library_fraction: float = 1.0
+    library_seed: int = 0
+
+
+@dataclass
+class RowEntry:
+    name: str
+    stages: list  # stage names or StageEntry mappings
+    label: str | None = None
+    group: str | None = None
+    paper: list[float] | None = None
+    optional: bool = False
+    note: str | None = None
+
+
+@dataclass
+class EvalEntry:
+    clips_per_class: int | None = None
+
+
+@dataclass
+class TableFile:
+    rows: list  # RowEntry mappings, parsed one by one (errors name the row)
+    title: str = ""
+    description: str = ""
+    set: dict[str, Any] = field(default_factory=dict)
+    eval: EvalEntry = field(default_factory=EvalEntry)
+    baseline: str | None = None
+    paper_columns: list[str] = field(default_factory=list)
+    train_seeds: list[int] | None = None
 
 
 def _check_key(dotted: str, where: str) -> None:
@@ -126,53 +162,40 @@ def _overrides(value, where: str, section: str | None = None) -> dict:
     return dict(value)
 
 
+def _parse(cls, data, where: str):
+    try:
+        return parse_section(cls, data, where)
+    except ExperimentConfigError:
+        raise
+    except ConfigError as e:  # the same message, as the tables' own error type
+        raise ExperimentConfigError(str(e)) from None
+
+
 def _stage(item, where: str) -> StageSpec:
-    if isinstance(item, str):
-        item = {"stage": item}
-    if not isinstance(item, dict) or "stage" not in item:
-        raise ExperimentConfigError(
-            f"{where}: a stage is a name ({', '.join(ORDER)}) or a mapping with 'stage'"
-        )
-    unknown = sorted(set(item) - STAGE_KEYS)
-    if unknown:
-        raise ExperimentConfigError(
-            f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(STAGE_KEYS))})"
-        )
-    stage = item["stage"]
-    if stage not in ORDER:
-        raise ExperimentConfigError(f"{where}: unknown stage '{stage}' (stages: {', '.join(ORDER)})")
-    frac = item.get("library_fraction", 1.0)
-    if ("library_fraction" in item or "library_seed" in item) and stage != "tgrpo":
+    e = _parse(StageEntry, {"stage": item} if isinstance(item, str) else item, where)
+    if e.stage not in ORDER:
+        raise ExperimentConfigError(f"{where}: unknown stage '{e.stage}' (stages: {', '.join(ORDER)})")
+    if ("library_fraction" in item or "library_seed" in item) and e.stage != "tgrpo":
         raise ExperimentConfigError(f"{where}: library_fraction applies to the T-GRPO reward only")
-    if not isinstance(frac, int | float) or not 0 < frac <= 1:
-        raise ExperimentConfigError(f"{where}: library_fraction must be in (0, 1], got {frac!r}")
-    sets = _overrides(item.get("set"), f"{where}, stage {stage}", section=stage)
-    return StageSpec(stage, tuple(sorted(sets.items())), float(frac), int(item.get("library_seed", 0)))
+    if not 0 < e.library_fraction <= 1:
+        raise ExperimentConfigError(
+            f"{where}: library_fraction must be in (0, 1], got {e.library_fraction!r}"
+        )
+    sets = _overrides(e.set, f"{where}, stage {e.stage}", section=e.stage)
+    return StageSpec(e.stage, tuple(sorted(sets.items())), e.library_fraction, e.library_seed)
 
 
 def _row(item, i: int, path: Path) -> RowSpec:
     name = item.get("name") if isinstance(item, dict) else None
     where = f"{path}: row '{name}' (#{i + 1})" if name else f"{path}: row #{i + 1}"
-    if not isinstance(item, dict) or not isinstance(name, str) or not name:
-        raise ExperimentConfigError(f"{where}: a row is a mapping with a 'name' and 'stages'")
-    unknown = sorted(set(item) - ROW_KEYS)
-    if unknown:
-        raise ExperimentConfigError(
-            f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(ROW_KEYS))})"
-        )
-    if not isinstance(item.get("stages"), list):
-        raise ExperimentConfigError(f"{where}: 'stages' must be a list ([] = the base model)")
-    stages = [_stage(s, where) for s in item["stages"]]
+    e = _parse(RowEntry, item, where)
+    stages = [_stage(s, where) for s in e.stages]
     names = [s.stage for s in stages]
     if names != sorted(names, key=ORDER.index) or len(set(names)) != len(names):
         raise ExperimentConfigError(
             f"{where}: stages {names} must be in curriculum order ({', '.join(ORDER)}), each once"
         )
-    paper = item.get("paper")
-    if paper is not None and not (isinstance(paper, list) and all(isinstance(v, int | float) for v in paper)):
-        raise ExperimentConfigError(f"{where}: 'paper' must be a list of numbers")
-    return RowSpec(name, str(item.get("label") or name), stages, item.get("group"), paper,
-                   bool(item.get("optional", False)), item.get("note"))  # fmt: skip
+    return RowSpec(e.name, e.label or e.name, stages, e.group, e.paper, e.optional, e.note)
 
 
 def load_table(name_or_path: str | Path) -> TableSpec:
@@ -186,38 +209,25 @@ def load_table(name_or_path: str | Path) -> TableSpec:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ExperimentConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ExperimentConfigError(f"{path}: the top level must be a mapping")
-    unknown = sorted(set(data) - TABLE_KEYS)
-    if unknown:
-        raise ExperimentConfigError(
-            f"{path}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(TABLE_KEYS))})"
-        )
-    if not isinstance(data.get("rows"), list) or not data["rows"]:
+    t = _parse(TableFile, data, str(path))
+    if not t.rows:
         raise ExperimentConfigError(f"{path}: 'rows' must be a non-empty list")
-    rows = [_row(item, i, path) for i, item in enumerate(data["rows"])]
+    rows = [_row(item, i, path) for i, item in enumerate(t.rows)]
     seen = set()
     for i, r in enumerate(rows):
         if r.name in seen:
             raise ExperimentConfigError(f"{path}: row '{r.name}' (#{i + 1}): the name is used twice")
         seen.add(r.name)
-    ev = data.get("eval") or {}
-    n = ev.get("clips_per_class")
-    if set(ev) - {"clips_per_class"}:
-        raise ExperimentConfigError(
-            f"{path}: eval: only 'clips_per_class' is allowed (other settings: 'set: eval.*')"
-        )
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+    n = t.eval.clips_per_class
+    if n is not None and n < 1:
         raise ExperimentConfigError(
             f"{path}: eval.clips_per_class must be a positive integer or null, got {n!r}"
         )
-    seeds = data.get("train_seeds")
-    if seeds is not None and not (isinstance(seeds, list) and seeds and all(type(x) is int for x in seeds)):
+    if t.train_seeds is not None and not t.train_seeds:
         raise ExperimentConfigError(f"{path}: train_seeds must be a non-empty list of integers or null")
-    spec = TableSpec(path.stem, path, rows, data.get("title", ""),
-                     " ".join(str(data.get("description", "")).split()), _overrides(data.get("set"), f"{path}: set"),
-                     n, data.get("baseline") or rows[0].name, list(data.get("paper_columns") or []),
-                     seeds)  # fmt: skip
+    spec = TableSpec(path.stem, path, rows, t.title, " ".join(str(t.description).split()),
+                     _overrides(t.set, f"{path}: set"), n, t.baseline or rows[0].name, list(t.paper_columns),
+                     t.train_seeds)  # fmt: skip
     spec.row(spec.baseline)  # must exist
     return spec
 
