@@ -30,8 +30,8 @@ from reasonact.data.synthact import generate, parse_splits
 from reasonact.data.tiny import build_tiny_model
 from reasonact.eval.experiments import Experiment, load_table
 from reasonact.eval.protocols import run_eval, summary_lines
-from reasonact.library import coverage, load_library
-from reasonact.library.embeddings import build_index, cohesion, near_duplicates, similar_decompositions
+from reasonact.library import load_library
+from reasonact.library.embeddings import validation_lines, validation_report
 from reasonact.notebooks import NotebookFailed, run_notebooks
 from reasonact.rewards.report import score_file
 from reasonact.train.base import build_base, commit_copy, ensure_model
@@ -125,32 +125,9 @@ def cmd_library(args) -> int:
         stats = lib.stats()
         _print_json(stats) if args.json else print("\n".join(f"{k}: {v}" for k, v in stats.items()))
         return 0
-    report = {"actions": len(lib), "coverage": coverage(lib)}
-    missing = sum(len(c["missing"]) + len(c["alias_collisions"]) for c in report["coverage"].values())
-    if not args.no_embed:
-        index = build_index(lib)
-        report["cohesion"] = cohesion(lib, index)
-        report["near_duplicates"] = near_duplicates(index)
-        report["similar_decompositions"] = similar_decompositions(lib)
-    if args.json:
-        _print_json(report)
-    else:
-        print(f"{len(lib)} actions load and pass the structural checks")
-        for ds, c in report["coverage"].items():
-            line = f"  {ds}: {c['classes'] - len(c['missing'])}/{c['classes']} classes resolve"
-            print(line + (f"; missing: {', '.join(c['missing'][:10])}" if c["missing"] else ""))
-            for col in c["alias_collisions"]:
-                print(f"    ambiguous alias in {ds}: {col}")
-        if "cohesion" in report:
-            co = report["cohesion"]
-            print(f"phrasing cohesion: {co['passed']}/{co['checked']} sub-actions ({co['share']:.1%})")
-            print(
-                f"near-duplicate sub-actions (cosine > 0.9, different names): {len(report['near_duplicates'])}"
-            )
-            print(
-                f"similar decompositions flagged for review (Jaccard >= 0.8): {len(report['similar_decompositions'])}"
-            )
-    return 1 if missing else 0
+    report = validation_report(lib, embed=not args.no_embed)
+    _print_json(report) if args.json else print("\n".join(validation_lines(report)))
+    return 1 if report["unresolved"] else 0
 
 
 def cmd_cot_generate(args) -> int:
@@ -314,9 +291,9 @@ def _recipe(args):
     return load_config(args.config or args.profile, parse_overrides(args.set))
 
 
-def _command(subparsers, func, name: str, **kw) -> argparse.ArgumentParser:
+def _command(subparsers, func, name: str, text: str) -> argparse.ArgumentParser:
     """A subcommand that runs ``func(args)`` and has ``--json`` (machine-readable output)."""
-    p = subparsers.add_parser(name, **kw)
+    p = subparsers.add_parser(name, help=text)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=func)
     return p
@@ -341,12 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="datasets: SynthAct generation, manifests of the real benchmarks")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    sa = _command(
-        dsub,
-        cmd_data_synthact,
-        "synthact",
-        help="render SynthAct clips (mp4 + per-frame ground truth) and manifests",
-    )
+    sa = _command(dsub, cmd_data_synthact, "synthact", "render SynthAct clips, ground truth and manifests")
     sa.add_argument("--out", required=True, help="output folder")
     sa.add_argument(
         "--clips-per-class", type=int, required=True, help="clips per class, divided between the splits"
@@ -363,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         dsub,
         cmd_data_manifest,
         "manifest",
-        help="manifest of HMDB51 / UCF-101 / Kinetics-400 from their official split files",
+        "manifest of HMDB51 / UCF-101 / Kinetics-400 from official splits",
     )
     m.add_argument("dataset", choices=["hmdb51", "ucf101", "kinetics400"])
     m.add_argument("--root", required=True, help="folder with the videos")
@@ -388,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("validate", "structure, coverage of all 552 classes, phrasing cohesion, duplicates"),
         ("stats", "phases, sub-actions, sharing across actions and datasets"),
     ]:
-        q = _command(lsub, cmd_library, name, help=text)
+        q = _command(lsub, cmd_library, name, text)
         q.add_argument("--dir", default=None, help="library folder (default: data/library)")
         if name == "validate":
             q.add_argument(
@@ -399,12 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("cot", help="chains of thought: teacher generation + quality filter; FRE text data")
     csub = co.add_subparsers(dest="cot_command", required=True)
-    g = _command(
-        csub,
-        cmd_cot_generate,
-        "generate",
-        help="teacher chains for every clip of a manifest, filtered and saved",
-    )
+    g = _command(csub, cmd_cot_generate, "generate", "teacher chains for a manifest, filtered and saved")
     g.add_argument("--teacher", default="template", choices=["template", "openai", "model"])
     g.add_argument("--manifest", required=True)
     g.add_argument(
@@ -415,20 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--profile", default="tiny")
     g.add_argument("--limit", type=int, default=None, help="only the first N clips")
-    fd = _command(
-        csub, cmd_fre_data, "fre-data", help="the Stage 1 (FRE) text reasoning mixture of the profile"
-    )
+    fd = _command(csub, cmd_fre_data, "fre-data", "the Stage 1 (FRE) text reasoning mixture of the profile")
     fd.add_argument("--profile", default="tiny")
     fd.add_argument("--out", required=True)
 
     rw = sub.add_parser("rewards", help="score completions with every reward component")
     rsub = rw.add_subparsers(dest="rewards_command", required=True)
-    sc = _command(
-        rsub,
-        cmd_rewards_score,
-        "score",
-        help="score a JSON-lines file of completions (+ label, dataset, phases, ...)",
-    )
+    sc = _command(rsub, cmd_rewards_score, "score", "score a JSON-lines file of completions")
     sc.add_argument(
         "--input",
         required=True,
@@ -438,9 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--weight", action="append", default=[], metavar="NAME=W", help="component weight, e.g. subaction=0.5"
     )
 
-    tr = _command(
-        sub, cmd_train, "train", help="train a stage: fre (text reasoning), vsft (video CoT), tgrpo (RL)"
-    )
+    tr = _command(sub, cmd_train, "train", "train a stage: fre, vsft or tgrpo")
     tr.add_argument("stage", choices=["fre", "vsft", "tgrpo"])
     _recipe_options(tr, "vsft.max_steps=20")
     tr.add_argument(
@@ -449,12 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-resume", action="store_true", help="start over even if the stage has checkpoints")
     tr.add_argument("--no-eval", action="store_true", help="vsft: skip the validation accuracy before/after")
 
-    ev = _command(
-        sub,
-        cmd_eval,
-        "eval",
-        help="evaluate a run's model (base + adapters up to --stage): accuracy, reasoning, latency",
-    )
+    ev = _command(sub, cmd_eval, "eval", "evaluate a run's model (base + adapters up to --stage)")
     _recipe_options(ev, "eval.temperature=0")
     ev.add_argument("--run", default=None, help="run folder (default: runs/<profile>)")
     ev.add_argument("--stage", default="base", choices=["base", "fre", "vsft", "tgrpo"])
@@ -483,10 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-compare-base", action="store_true", help="skip the base model's latency/memory")
 
     xp = _command(
-        sub,
-        cmd_experiments,
-        "experiments",
-        help="the paper's Table 1 / Table 2: train every row (stages shared), evaluate",
+        sub, cmd_experiments, "experiments", "the paper's Table 1 / Table 2: train every row, evaluate"
     )
     xp.add_argument("table", help="table1 | table2 (configs/experiments/) or a table YAML file")
     _recipe_options(xp, "tgrpo.max_steps=20 (for every row)")
@@ -508,15 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
         "base", help="the tiny profile's perception-pretrained base model (never sees action labels)"
     )
     bsub = ba.add_subparsers(dest="base_command", required=True)
-    bb = _command(
-        bsub, cmd_base, "build", help="pretrain the tiny model on SynthAct perception (cached by recipe)"
-    )
-    be = _command(
-        bsub,
-        cmd_base,
-        "eval",
-        help="perception accuracy (vs the wrong-video control), linear probe, zero-shot accuracy",
-    )
+    bb = _command(bsub, cmd_base, "build", "pretrain the tiny model on SynthAct perception")
+    be = _command(bsub, cmd_base, "eval", "perception accuracy, linear probe, zero-shot accuracy")
     for q in (bb, be):
         _recipe_options(q, "base.max_steps=1000")
     bb.add_argument("--force", action="store_true", help="rebuild even if cached")
@@ -529,12 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mo = sub.add_parser("model", help="models: build the tiny Qwen2.5-VL")
     msub = mo.add_subparsers(dest="model_command", required=True)
-    b = _command(
-        msub,
-        cmd_model_build_tiny,
-        "build-tiny",
-        help="build (or find in the cache) the tiny random-init Qwen2.5-VL",
-    )
+    b = _command(msub, cmd_model_build_tiny, "build-tiny", "build (or reuse) the tiny random-init Qwen2.5-VL")
     _recipe_options(b, "model.tiny.seed=1")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
     return p

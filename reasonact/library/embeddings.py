@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonact.library import Library
+from reasonact.library import Library, coverage
 from reasonact.library import static as static_embeddings
 from reasonact.library.encoders import CACHE_DIR, default_model_path, encode, load_sentence_encoder
 
@@ -253,3 +253,37 @@ def nearest_sub_actions(
             best[name] = (float(s), index.phrasings[r])
     top = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
     return [{"action": a, "sub_action": n, "score": round(s, 3), "phrasing": p} for (a, n), (s, p) in top]
+
+
+def validation_report(lib: Library, embed: bool = True) -> dict:
+    """What ``reasonact library validate`` checks beyond the structure (which loading already did):
+    every class of the three benchmarks resolves (``unresolved``: missing classes and ambiguous aliases)
+    and, with ``embed``, phrasing cohesion, near-duplicate sub-actions and similar decompositions."""
+    report = {"actions": len(lib), "coverage": coverage(lib)}
+    report["unresolved"] = sum(
+        len(c["missing"]) + len(c["alias_collisions"]) for c in report["coverage"].values()
+    )
+    if embed:
+        index = build_index(lib)
+        report["cohesion"] = cohesion(lib, index)
+        report["near_duplicates"] = near_duplicates(index)
+        report["similar_decompositions"] = similar_decompositions(lib)
+    return report
+
+
+def validation_lines(report: dict) -> list[str]:
+    """The report as the console shows it."""
+    out = [f"{report['actions']} actions load and pass the structural checks"]
+    for ds, c in report["coverage"].items():
+        line = f"  {ds}: {c['classes'] - len(c['missing'])}/{c['classes']} classes resolve"
+        out.append(line + (f"; missing: {', '.join(c['missing'][:10])}" if c["missing"] else ""))
+        out += [f"    ambiguous alias in {ds}: {col}" for col in c["alias_collisions"]]
+    if "cohesion" in report:
+        co = report["cohesion"]
+        out += [
+            f"phrasing cohesion: {co['passed']}/{co['checked']} sub-actions ({co['share']:.1%})",
+            f"near-duplicate sub-actions (cosine > 0.9, different names): {len(report['near_duplicates'])}",
+            "similar decompositions flagged for review (Jaccard >= 0.8): "
+            f"{len(report['similar_decompositions'])}",
+        ]
+    return out
