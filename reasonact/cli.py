@@ -46,7 +46,6 @@ def _print_json(obj) -> None:
 
 
 def cmd_run(args) -> int:
-
     params = {"SEED": args.seed}
     try:
         results = run_notebooks(
@@ -61,7 +60,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_data_synthact(args) -> int:
-
     summary = generate(
         args.out,
         args.clips_per_class,
@@ -82,7 +80,6 @@ def cmd_data_synthact(args) -> int:
 
 
 def cmd_data_manifest(args) -> int:
-
     records, report = build_manifest(
         args.dataset,
         args.root,
@@ -107,7 +104,6 @@ def cmd_data_manifest(args) -> int:
 
 
 def cmd_model_build_tiny(args) -> int:
-
     recipe = _recipe(args)
     path = build_tiny_model(cfg=recipe.model.tiny, video_size=recipe.video.size, force=args.force)
     from transformers import AutoModelForImageTextToText
@@ -119,7 +115,6 @@ def cmd_model_build_tiny(args) -> int:
 
 
 def cmd_library(args) -> int:
-
     lib = load_library(args.dir) if args.dir else load_library()
     if args.library_command == "stats":
         stats = lib.stats()
@@ -151,14 +146,12 @@ def cmd_cot_generate(args) -> int:
 
 
 def cmd_fre_data(args) -> int:
-
     summary = build_fre_data(load_config(args.profile), args.out)
     _print_json(summary) if args.json else print(f"FRE data -> {args.out}")
     return 0
 
 
 def cmd_rewards_score(args) -> int:
-
     weights = {k: float(v) for k, v in parse_overrides(args.weight).items()} or None
     rows = score_file(args.input, weights=weights)
     if args.json:
@@ -219,18 +212,28 @@ def cmd_train(args) -> int:
             if metrics.get("after")
             else ""
         )
-        print(f"{args.stage}: {metrics['steps']} steps in {metrics.get('train_seconds')} s, loss "
-              f"{metrics.get('train_loss_first')} -> {metrics.get('train_loss_last')}{acc}")  # fmt: skip
+        print(
+            f"{args.stage}: {metrics['steps']} steps in {metrics.get('train_seconds')} s, loss "
+            f"{metrics.get('train_loss_first')} -> {metrics.get('train_loss_last')}{acc}"
+        )
     return 0
 
 
 def cmd_experiments(args) -> int:
-
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     rows = [r for item in args.rows or [] for r in item.split(",") if r]
     command = "reasonact " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["experiments"] else None
-    exp = Experiment(load_table(args.table), args.config or args.profile, parse_overrides(args.set), args.root,
-                     args.clips_per_class, args.train_seeds, log=log, progress=not args.json, command=command)  # fmt: skip
+    exp = Experiment(
+        load_table(args.table),
+        args.config or args.profile,
+        parse_overrides(args.set),
+        args.root,
+        args.clips_per_class,
+        args.train_seeds,
+        log=log,
+        progress=not args.json,
+        command=command,
+    )
     if args.dry_run:
         plan = exp.plan(rows)
         if args.json:
@@ -257,7 +260,6 @@ def cmd_experiments(args) -> int:
 
 
 def cmd_base(args) -> int:
-
     recipe = _recipe(args)
     if args.base_command == "build":
         path = build_base(recipe, force=args.force, progress=not args.json)
@@ -287,7 +289,6 @@ def _recipe_options(p: argparse.ArgumentParser, example: str) -> None:
 
 
 def _recipe(args):
-
     return load_config(args.config or args.profile, parse_overrides(args.set))
 
 

@@ -86,8 +86,9 @@ def sample_indices(total_frames: int, num_frames: int = 16) -> list[int]:
     return [int(i) for i in np.round(np.linspace(0, total_frames - 1, num_frames)).astype(int)]
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 4 * 28 * 28,
-                 max_pixels: int = 224 * 224) -> tuple[int, int]:  # fmt: skip
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 4 * 28 * 28, max_pixels: int = 224 * 224
+) -> tuple[int, int]:
     """Qwen2.5-VL's frame size as qwen-vl-utils' ``smart_resize`` documents it: both sides multiples of
     ``factor`` (patch 14 x spatial merge 2), the pixel count within ``[min_pixels, max_pixels]``, the
     aspect ratio kept as closely as possible (rounded to the nearest multiple; when too large, scaled by

@@ -89,8 +89,14 @@ def base_key(recipe: Recipe) -> str:
     settings = {
         k: v for k, v in dataclasses.asdict(recipe.base).items() if k != "workers"
     }  # workers: same pool
-    parts = [settings, dataclasses.asdict(recipe.model.tiny), recipe.video.size, recipe.video.num_frames,
-             recipe.data.synthact_size, paths.GENERATOR_VERSION]  # fmt: skip
+    parts = [
+        settings,
+        dataclasses.asdict(recipe.model.tiny),
+        recipe.video.size,
+        recipe.video.num_frames,
+        recipe.data.synthact_size,
+        paths.GENERATOR_VERSION,
+    ]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -253,8 +259,11 @@ def count_parameters(model) -> dict[str, int]:
 def decoding_kwargs(cfg, processor) -> dict:
     """``generate`` keyword arguments of the paper's decoding (``eval/evaluate.py`` describes it)."""
 
-    kw = dict(max_new_tokens=int(cfg.max_new_tokens), suppress_tokens=vision_token_ids(processor),
-              repetition_penalty=1.0)  # fmt: skip
+    kw = dict(
+        max_new_tokens=int(cfg.max_new_tokens),
+        suppress_tokens=vision_token_ids(processor),
+        repetition_penalty=1.0,
+    )
     if cfg.temperature > 0:  # top_k 0: nucleus sampling alone (the paper's top-p)
         kw.update(do_sample=True, temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=0)
     else:  # greedy: sampling flags would only make transformers warn that they are ignored
@@ -291,8 +300,9 @@ def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt:
     return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)], counts, seconds
 
 
-def complete_clips(model, processor, videos: list[Video], decoding, fmt: str = "plain", seed: int = 0,
-                   batch_size: int = 8) -> list[str]:  # fmt: skip
+def complete_clips(
+    model, processor, videos: list[Video], decoding, fmt: str = "plain", seed: int = 0, batch_size: int = 8
+) -> list[str]:
     """One completion per clip with ``decoding`` (an EvalConfig-like object; temperature 0 = greedy): the
     quick checks' loop (the stages' before/after and learning curves; ``evaluate`` is the full one).
     Eval mode, then the model's mode back; sampling on a forked RNG, so a training run's random stream

@@ -225,9 +225,18 @@ def load_table(name_or_path: str | Path) -> TableSpec:
         )
     if t.train_seeds is not None and not t.train_seeds:
         raise ExperimentConfigError(f"{path}: train_seeds must be a non-empty list of integers or null")
-    spec = TableSpec(path.stem, path, rows, t.title, " ".join(str(t.description).split()),
-                     _overrides(t.set, f"{path}: set"), n, t.baseline or rows[0].name, list(t.paper_columns),
-                     t.train_seeds)  # fmt: skip
+    spec = TableSpec(
+        path.stem,
+        path,
+        rows,
+        t.title,
+        " ".join(str(t.description).split()),
+        _overrides(t.set, f"{path}: set"),
+        n,
+        t.baseline or rows[0].name,
+        list(t.paper_columns),
+        t.train_seeds,
+    )
     spec.row(spec.baseline)  # must exist
     return spec
 

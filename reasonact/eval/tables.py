@@ -143,8 +143,14 @@ def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
             "train_seeds": r.get("train_seeds", []),
         }
     clips = sorted({c for r in table["rows"] for c in r.get("clips", []) if c is not None})
-    return {"table": table["name"], "commit": commit, "level": level, "clips": clips,
-            "baseline": table["baseline"], "rows": rows}  # fmt: skip
+    return {
+        "table": table["name"],
+        "commit": commit,
+        "level": level,
+        "clips": clips,
+        "baseline": table["baseline"],
+        "rows": rows,
+    }
 
 
 def _md_table(header: list, rows: list[list]) -> list[str]:
@@ -201,8 +207,11 @@ def render_markdown(table: dict) -> str:
         )
     lines += _md_table(heads, cells)
     if any((r.get("accuracy") or {}).get("ci95") for r in rows):
-        lines += ["", "mean ± std over the seeds; in brackets the 95% interval (bootstrap over clips and runs,"
-                  " paired for Δ). A Δ is resolved when its interval excludes 0."]  # fmt: skip
+        lines += [
+            "",
+            "mean ± std over the seeds; in brackets the 95% interval (bootstrap over clips and runs,"
+            " paired for Δ). A Δ is resolved when its interval excludes 0.",
+        ]
     seeds = sorted({s for r in rows for s in r["accuracy"]["per_seed"]}, key=_seed_order)
     if seeds:
         pairs = " (training seed / evaluation seed)" if "/" in str(seeds[0]) else ""

@@ -289,8 +289,14 @@ def _parse_action(dataset: str, label: str, raw, path: Path, errors: list[str]) 
     if abs(total - 1) > 0.011:
         err(f"phase shares sum to {total:.3f}, not 1")
         return None
-    return Action(dataset, str(label), raw["description"].strip(), tuple(a.lower() for a in aliases),
-                  tuple(phases), str(path))  # fmt: skip
+    return Action(
+        dataset,
+        str(label),
+        raw["description"].strip(),
+        tuple(a.lower() for a in aliases),
+        tuple(phases),
+        str(path),
+    )
 
 
 def load_library(directory: str | Path = LIBRARY_DIR) -> Library:

@@ -90,8 +90,12 @@ def zero_shot_accuracy(model, processor, items: list[dict]) -> dict:
     model.eval()
     for it in items:
         ex = to_example(it)
-        batch = collator([{**ex, "messages": video_messages(ACTION_QUESTION, f"<answer>{c.replace('_', ' ')}</answer>")}
-                          for c in CLASSES])  # fmt: skip
+        batch = collator(
+            [
+                {**ex, "messages": video_messages(ACTION_QUESTION, f"<answer>{c.replace('_', ' ')}</answer>")}
+                for c in CLASSES
+            ]
+        )
         labels = batch.pop("labels")
         logp = torch.log_softmax(model(**batch).logits[:, :-1].float(), -1)
         tgt = labels[:, 1:]
@@ -132,8 +136,10 @@ def evaluate_base(
     if random_init:
         init = build_tiny_model(cfg=recipe.model.tiny, video_size=recipe.video.size)
         models["random_init"] = AutoModelForImageTextToText.from_pretrained(init, dtype=torch.float32)
-    out["probe"] = {name: linear_probe(video_features(m, processor, train), ytr, video_features(m, processor, test), yte)
-                    for name, m in models.items()}  # fmt: skip
+    out["probe"] = {
+        name: linear_probe(video_features(m, processor, train), ytr, video_features(m, processor, test), yte)
+        for name, m in models.items()
+    }
     out["probe"]["chance"] = 1 / len(CLASSES)
     out["zero_shot"] = zero_shot_accuracy(model, processor, test)
     out["seconds"] = round(time.time() - t0, 1)

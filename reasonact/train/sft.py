@@ -302,13 +302,26 @@ def stage_examples(recipe, stage: str, run=None) -> tuple[StageData, dict]:
     per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
     length = cfg.max_steps * per_step if cfg.max_steps > 0 else int(cfg.num_train_epochs * len(rows))
     data = StageData(rows, length, cfg.seed, make)
-    summary = {"file": str(path), "rows": len(rows), "skipped": skipped, "examples": length,
-               "epochs": round(length / len(rows), 2)}  # fmt: skip
+    summary = {
+        "file": str(path),
+        "rows": len(rows),
+        "skipped": skipped,
+        "examples": length,
+        "epochs": round(length / len(rows), 2),
+    }
     return data, summary
 
 
-def train_stage(recipe, stage: str, run=None, resume: bool = True, eval_fn=None, progress: bool = False,
-                skip=(), callbacks=None) -> dict:  # fmt: skip
+def train_stage(
+    recipe,
+    stage: str,
+    run=None,
+    resume: bool = True,
+    eval_fn=None,
+    progress: bool = False,
+    skip=(),
+    callbacks=None,
+) -> dict:
     """Train FRE or V-SFT on the recipe; save ``<stage folder>/adapter``, ``model_card.json`` and
     ``metrics.json``; return the metrics. ``eval_fn(model, processor, step) -> dict`` (optional) is
     called before training, every ``eval_steps`` and at the end. ``skip``: earlier stages not to
@@ -335,10 +348,20 @@ def train_stage(recipe, stage: str, run=None, resume: bool = True, eval_fn=None,
 
     t0 = time.time()
     before = run_eval(model, 0) if eval_fn else {}
-    trainer = train_sft(model, processor, data.dataset(), cfg, VideoCollator(processor), out / "checkpoints",
-                        eval_fn=run_eval if eval_fn and cfg.eval_steps else None, resume=resume,
-                        eval_steps=cfg.eval_steps or None, callbacks=callbacks,
-                        train_sampling_strategy="sequential", disable_tqdm=not progress)  # fmt: skip
+    trainer = train_sft(
+        model,
+        processor,
+        data.dataset(),
+        cfg,
+        VideoCollator(processor),
+        out / "checkpoints",
+        eval_fn=run_eval if eval_fn and cfg.eval_steps else None,
+        resume=resume,
+        eval_steps=cfg.eval_steps or None,
+        callbacks=callbacks,
+        train_sampling_strategy="sequential",
+        disable_tqdm=not progress,
+    )
     train_s = time.time() - t0
     step = trainer.state.global_step
     done = evals[-1] if evals and evals[-1]["step"] == step else None  # the callback already scored the end
@@ -353,18 +376,31 @@ def train_stage(recipe, stage: str, run=None, resume: bool = True, eval_fn=None,
         model.save_pretrained(out / "adapter")
     history = trainer.state.log_history
     metrics = {
-        "stage": stage, "steps": trainer.state.global_step, "train_seconds": round(train_s, 1),
+        "stage": stage,
+        "steps": trainer.state.global_step,
+        "train_seconds": round(train_s, 1),
         "seconds_per_step": round(train_s / max(trainer.state.global_step, 1), 3),
         "train_loss_first": next((h["loss"] for h in history if "loss" in h), None),
         "train_loss_last": next((h["loss"] for h in reversed(history) if "loss" in h), None),
-        "before": before, "after": after, "eval_curve": evals,
-        "data": summary, "merged_adapters": [str(a) for a in adapters], "parameters": count_parameters(model),
-    }  # fmt: skip
-    card = {"stage": stage, "recipe": recipe.source, "profile": recipe.profile,
-            "model": recipe.model.name_or_path or ("tiny perception base" if recipe.model.use_base else "tiny random init"),
-            "train": dataclasses.asdict(cfg), "lora": dataclasses.asdict(recipe.model.lora),
-            "video": dataclasses.asdict(recipe.video), "metrics": metrics,
-            "loss": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]}  # fmt: skip
+        "before": before,
+        "after": after,
+        "eval_curve": evals,
+        "data": summary,
+        "merged_adapters": [str(a) for a in adapters],
+        "parameters": count_parameters(model),
+    }
+    card = {
+        "stage": stage,
+        "recipe": recipe.source,
+        "profile": recipe.profile,
+        "model": recipe.model.name_or_path
+        or ("tiny perception base" if recipe.model.use_base else "tiny random init"),
+        "train": dataclasses.asdict(cfg),
+        "lora": dataclasses.asdict(recipe.model.lora),
+        "video": dataclasses.asdict(recipe.video),
+        "metrics": metrics,
+        "loss": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
+    }
     if trainer.is_world_process_zero():
         (out / "model_card.json").write_text(json.dumps(card, indent=1, default=str) + "\n")
         write_metrics(out, metrics)
@@ -417,11 +453,14 @@ def text_answers(
     model.eval()
     out = []
     for i in range(0, len(rows), batch_size):
-        prompts = [processor.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False)
-                   for r in rows[i : i + batch_size]]  # fmt: skip
+        prompts = [
+            processor.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False)
+            for r in rows[i : i + batch_size]
+        ]
         enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             suppress_tokens=vision_token_ids(processor))  # fmt: skip
+        ids = model.generate(
+            **enc, max_new_tokens=max_new_tokens, do_sample=False, suppress_tokens=vision_token_ids(processor)
+        )
         out += [
             t.strip() for t in tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         ]
@@ -450,5 +489,8 @@ def fre_accuracy(model, processor, rows: list[dict]) -> dict:
         return " ".join(str(x).lower().replace("_", " ").split()) if x is not None else None
 
     correct = [norm(parse(t).answer) == norm(r["answer"]) for t, r in zip(texts, rows)]
-    return {"accuracy": float(np.mean(correct)) if rows else None,
-            "format": float(np.mean([format_ok(t) for t in texts])) if rows else None, "texts": texts}  # fmt: skip
+    return {
+        "accuracy": float(np.mean(correct)) if rows else None,
+        "format": float(np.mean([format_ok(t) for t in texts])) if rows else None,
+        "texts": texts,
+    }

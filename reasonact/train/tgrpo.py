@@ -78,8 +78,9 @@ def contrast_reward(mu: float = 1.0, bonus: float = 0.3, scorer=None):
     completions (``shuffled_completions``, the same list on every row of the group, added by the step);
     accuracy is the rewards module's, the rule is ``shuffled_frame_bonus`` per group, at any batch size."""
 
-    def temporal_contrast(prompts=None, completions=(), shuffled_completions=None, group_id=None,
-                          log_metric=None, **kwargs):  # fmt: skip
+    def temporal_contrast(
+        prompts=None, completions=(), shuffled_completions=None, group_id=None, log_metric=None, **kwargs
+    ):
         n = len(completions)
         if shuffled_completions is None or group_id is None:
             return [0.0] * n
@@ -165,8 +166,14 @@ class VideoGRPOTrainer(GRPOTrainer):
     Dataset rows: ``prompt`` (chat messages with a ``{"type": "video"}`` part), ``video`` (a path, read
     with ``frames``, ``read_video``'s settings) and the reward columns (label, dataset, phases, fps...)."""
 
-    def __init__(self, *args, frames: dict | None = None, shuffled_generations: int | None = None,
-                 process_aware: bool = False, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *args,
+        frames: dict | None = None,
+        shuffled_generations: int | None = None,
+        process_aware: bool = False,
+        **kwargs,
+    ):
         config, processor = kwargs["args"], kwargs["processing_class"]
         if config.use_vllm:
             raise ValueError(
@@ -251,8 +258,14 @@ class VideoGRPOTrainer(GRPOTrainer):
             self.processing_class.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
             for p in prompts
         ]
-        return self.processing_class(text=texts, videos=[v.frames for v in videos], do_sample_frames=False,
-                                     video_metadata=[v.metadata() for v in videos], padding=True, return_tensors="pt")  # fmt: skip
+        return self.processing_class(
+            text=texts,
+            videos=[v.frames for v in videos],
+            do_sample_frames=False,
+            video_metadata=[v.metadata() for v in videos],
+            padding=True,
+            return_tensors="pt",
+        )
 
     @staticmethod
     def _generation_inputs(enc):
@@ -300,13 +313,30 @@ class VideoGRPOTrainer(GRPOTrainer):
         finally:
             self._video = previous
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           compute_entropy=False, compute_aux_loss=False, **image_inputs):  # fmt: skip
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **image_inputs,
+    ):
         """TRL's log-prob forward, with the clip of each sequence (one clip per sequence)."""
         v = self._video
         if v is None:  # not inside a video batch: TRL's own (text / image) path
-            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                              batch_size, compute_entropy, compute_aux_loss, **image_inputs)  # fmt: skip
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **image_inputs,
+            )
         grid = v["video_grid_thw"]
         if len(grid) != input_ids.size(0):
             raise ValueError(
@@ -324,9 +354,17 @@ class VideoGRPOTrainer(GRPOTrainer):
             dev = ids.device
             extra = {"output_router_logits": True} if compute_aux_loss else {}
             with self.accelerator.autocast():
-                out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, mm_token_type_ids=types,
-                            pixel_values_videos=v["pixel_values_videos"][edges[s] : edges[e]].to(dev),
-                            video_grid_thw=grid[s:e].to(dev), second_per_grid_ts=v["second_per_grid_ts"][s:e].to(dev), **extra)  # fmt: skip
+                out = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    labels=labels,
+                    fused_lm_head=True,
+                    mm_token_type_ids=types,
+                    pixel_values_videos=v["pixel_values_videos"][edges[s] : edges[e]].to(dev),
+                    video_grid_thw=grid[s:e].to(dev),
+                    second_per_grid_ts=v["second_per_grid_ts"][s:e].to(dev),
+                    **extra,
+                )
             logps.append(out.log_probs[:, -logits_to_keep:])
             ents += [out.entropy[:, -logits_to_keep:]] if compute_entropy else []
             aux += [out.aux_loss] if compute_aux_loss else []
