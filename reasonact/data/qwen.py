@@ -145,3 +145,109 @@ def build_qwen_processor(out_dir: str | Path = PROCESSOR_DIR, force: bool = Fals
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.replace(out_dir)
     return out_dir
+
+
+# ---- a Qwen2.5-VL-3B-shaped model at reduced depth (the GPU profile's widths, exercised on a CPU) ----------
+
+SHAPED_DIR = REPO_ROOT / "data" / "cache"  # folders qwen2.5-vl-3b-shaped-t{layers}-v{blocks}-s{seed}
+# Qwen/Qwen2.5-VL-3B-Instruct's config.json, field for field in transformers' Qwen2_5_VLConfig names; only
+# the depths (text 36 layers, vision 32 blocks, full attention in blocks 7, 15, 23, 31) are set by the caller.
+QWEN3B_TEXT = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=2048,
+    intermediate_size=11008,
+    num_attention_heads=16,
+    num_key_value_heads=2,
+    hidden_act="silu",
+    max_position_embeddings=128000,
+    rms_norm_eps=1e-6,
+    use_sliding_window=False,
+    sliding_window=32768,
+    max_window_layers=70,
+    attention_dropout=0.0,
+    rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]},
+    tie_word_embeddings=True,
+    bos_token_id=151643,
+    eos_token_id=151645,
+    pad_token_id=151643,
+)
+QWEN3B_VISION = dict(
+    hidden_size=1280,
+    num_heads=16,
+    intermediate_size=3420,
+    hidden_act="silu",
+    out_hidden_size=2048,
+    in_channels=3,
+    patch_size=14,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    window_size=112,
+    tokens_per_second=2,
+)
+QWEN3B_DEPTH = {"text_layers": 36, "vision_blocks": 32, "fullatt_block_indexes": [7, 15, 23, 31]}
+
+
+def qwen3b_config(text_layers: int = 36, vision_blocks: int = 32):
+    """Qwen2.5-VL-3B's ``Qwen2_5_VLConfig`` at the given depths. Full-attention vision blocks: the 3B's
+    every 8th (7, 15, 23, 31) where the depth allows, and always the last block, so that a reduced tower
+    runs both window attention and full attention (depth 2: block 0 windowed, block 1 full)."""
+    from transformers import Qwen2_5_VLConfig
+
+    if text_layers < 1 or vision_blocks < 1:
+        raise ValueError("text_layers and vision_blocks must be >= 1")
+    full = sorted(
+        {i for i in QWEN3B_DEPTH["fullatt_block_indexes"] if i < vision_blocks} | {vision_blocks - 1}
+    )
+    ids = {t: i for i, (t, _) in ADDED_TOKENS.items()}
+    return Qwen2_5_VLConfig(
+        # copies: the config fills its rope dict in place
+        text_config=json.loads(json.dumps(dict(QWEN3B_TEXT, num_hidden_layers=text_layers))),
+        vision_config=dict(QWEN3B_VISION, depth=vision_blocks, fullatt_block_indexes=full),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_3b_shaped(
+    out_dir: str | Path | None = None,
+    text_layers: int = 2,
+    vision_blocks: int = 2,
+    force: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Build (or reuse) a Qwen2.5-VL with Qwen2.5-VL-3B's widths at reduced depth; returns the folder.
+
+    Random weights from ``seed`` (transformers' own init), saved in bf16 like the hub checkpoint
+    (``save_pretrained``, safetensors) together with the real processor (``build_qwen_processor``), so
+    ``AutoModelForImageTextToText.from_pretrained`` / ``AutoProcessor.from_pretrained`` and
+    ``reasonact.vlm.load_model`` (``model.name_or_path``) load it like the hub model. Default folder:
+    ``data/cache/qwen2.5-vl-3b-shaped-t2-v2-s0`` (git-ignored); 2 + 2 layers: ~0.55 B parameters, 1.1 GB.
+    """
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    name = f"qwen2.5-vl-3b-shaped-t{text_layers}-v{vision_blocks}-s{seed}"
+    out = Path(out_dir) if out_dir else SHAPED_DIR / name
+    if (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file() and not force:
+        return out
+    config = qwen3b_config(text_layers, vision_blocks)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
+    finally:
+        torch.random.set_rng_state(state)  # the caller's random stream is left as it was
+    model.generation_config.bos_token_id = 151643
+    model.generation_config.eos_token_id = 151645
+    model.generation_config.pad_token_id = 151643
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    del model
+    AutoProcessor.from_pretrained(build_qwen_processor()).save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
