@@ -285,7 +285,7 @@ def worker(a) -> dict:
             "h_bytes_per_logit_position": round(saved.get("other", 0) / t),
             "w_transient_bytes_per_logit_position": round(transient / t),
         }
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
     if "tgrpo" in a.stages:
         g, c = a.generations, a.new_tokens

@@ -233,7 +233,7 @@ def load_model(recipe: Recipe, lora: bool = True, path: str | None = None, adapt
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=m.gradient_checkpointing)
     elif m.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     # The vision tower is frozen in every stage (the paper fine-tunes the language model).
     for p in model.model.visual.parameters():
         p.requires_grad_(False)
