@@ -45,14 +45,28 @@ def encode_videos(
     hint: str = FORMAT_HINT,
     padding_side: str = "right",
 ):
-    """Processor inputs for a batch of ``reasonact.video.Video`` (frames + metadata, no re-sampling): the
-    one place a chat with a video is encoded. ``padding_side="left"`` for generation."""
+    """Processor inputs for a batch of ``reasonact.video.Video`` asked ``questions`` (default: QUESTION),
+    with the assistant's ``answers`` when training. ``padding_side="left"`` for generation."""
     questions = list(questions) if questions is not None else [QUESTION] * len(videos)
     answers = list(answers) if answers is not None else [None] * len(videos)
     gen = all(a is None for a in answers) if add_generation_prompt is None else add_generation_prompt
+    chats = [video_messages(q, a, hint) for q, a in zip(questions, answers)]
+    return encode_chats(processor, chats, videos, gen, padding_side)
+
+
+def encode_chats(
+    processor,
+    chats: Sequence,
+    videos: Sequence,
+    add_generation_prompt: bool = True,
+    padding_side: str = "right",
+):
+    """The one place a chat with a video is encoded: chat messages (one ``{"type": "video"}`` part each)
+    and their ``reasonact.video.Video`` (frames + metadata, so the processor neither re-samples frames
+    nor guesses the fps)."""
     texts = [
-        processor.apply_chat_template(video_messages(q, a, hint), add_generation_prompt=gen, tokenize=False)
-        for q, a in zip(questions, answers)
+        processor.apply_chat_template(c, add_generation_prompt=add_generation_prompt, tokenize=False)
+        for c in chats
     ]
     return processor(
         text=texts,

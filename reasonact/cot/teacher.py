@@ -41,7 +41,7 @@ from reasonact.data.synthact import CLASSES
 from reasonact.library import Library, class_list, load_library, normalize_label
 from reasonact.paths import derived_seed
 from reasonact.progress import progress
-from reasonact.prompts import video_messages
+from reasonact.prompts import encode_chats, video_messages
 from reasonact.rewards.gt import ground_truth
 from reasonact.video import VideoDecodeError, read_video, sample_indices
 from reasonact.vlm import load_model, vision_token_ids
@@ -453,19 +453,7 @@ class ModelTeacher(Teacher):
                 continue
             where, batch, videos = zip(*readable)
             chats = [video_messages(self.prompt(r, media="video"), hint="") for r in batch]
-            texts = [
-                self.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-                for c in chats
-            ]
-            inputs = self.processor(
-                text=texts,
-                videos=[v.frames for v in videos],
-                do_sample_frames=False,
-                video_metadata=[v.metadata() for v in videos],
-                padding=True,
-                padding_side="left",
-                return_tensors="pt",
-            ).to(self.model.device)
+            inputs = encode_chats(self.processor, chats, videos, padding_side="left").to(self.model.device)
             with torch.no_grad():
                 ids = self.model.generate(
                     **inputs, max_new_tokens=self.max_new_tokens, suppress_tokens=suppress

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from trl import GRPOTrainer
 
+from reasonact.prompts import encode_chats
 from reasonact.rewards import get_reward
 from reasonact.rewards.functions import accuracy_reward, normalize_weights
 from reasonact.rewards.parse import block_matches
@@ -254,18 +255,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         return [cache[x["video"]] for x in inputs]
 
     def _encode(self, prompts, videos):
-        texts = [
-            self.processing_class.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-            for p in prompts
-        ]
-        return self.processing_class(
-            text=texts,
-            videos=[v.frames for v in videos],
-            do_sample_frames=False,
-            video_metadata=[v.metadata() for v in videos],
-            padding=True,
-            return_tensors="pt",
-        )
+        return encode_chats(self.processing_class, prompts, videos)
 
     @staticmethod
     def _generation_inputs(enc):
