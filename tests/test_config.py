@@ -59,3 +59,27 @@ def test_overrides():
 def test_unknown_profile():
     with pytest.raises(ConfigError, match="unknown profile 'huge'"):
         load_config("huge")
+
+
+def test_stage_sections_become_trl_configs_with_a_checked_passthrough():
+    """Every TRL-named field of a section reaches TRL's config unchanged; ``trl:`` passes any other TRL
+    field through; a ``trl`` key TRL does not have is an error naming it; the stage's fixed values win."""
+    from trl import GRPOConfig, SFTConfig
+
+    from reasonact.train.sft import trl_config
+    from reasonact.train.tgrpo_stage import grpo_config
+
+    fixed = {"output_dir": "/tmp/x", "use_cpu": True, "bf16": False, "activation_checkpointing": False}
+    r = load_config("tiny", {"vsft.warmup_steps": 0.1, "vsft.trl": {"optim": "sgd", "max_steps": 7}})
+    sft = trl_config(SFTConfig, r.vsft, **fixed)
+    assert (sft.learning_rate, sft.warmup_steps, sft.optim.value) == (r.vsft.learning_rate, 0.1, "sgd")
+    assert sft.max_steps == 7  # trl: wins over the section's own field
+    assert trl_config(SFTConfig, r.vsft, max_steps=3, **fixed).max_steps == 3  # the stage's value wins
+    bad = load_config("tiny", {"vsft.trl.not_a_field": 1})
+    with pytest.raises(ConfigError, match="trl.not_a_field"):
+        trl_config(SFTConfig, bad.vsft, **fixed)
+    g = grpo_config(load_config("tiny", {"tgrpo.trl.num_completions_to_print": 2}), "/tmp/y")
+    assert isinstance(g, GRPOConfig) and g.num_completions_to_print == 2
+    assert (g.num_generations, g.beta, g.epsilon) == (4, 0.05, 0.2)  # the recipe's, not TRL's defaults
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config("tiny", {"tgrpo.trl": 3})
