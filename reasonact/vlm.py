@@ -223,6 +223,10 @@ def load_model(recipe: Recipe, lora: bool = True, path: str | None = None, adapt
         kwargs["device_map"] = m.device_map
     model = AutoModelForImageTextToText.from_pretrained(src, **kwargs)
     processor = AutoProcessor.from_pretrained(src, trust_remote_code=m.trust_remote_code)
+    if hasattr(processor.video_processor, "cap_pixels_per_frame"):
+        # qwen-vl-utils' cap on a video's total pixels (transformers warns until it is its default); the
+        # frames arrive already resized to the recipe's per-frame budget, far below that cap
+        processor.video_processor.cap_pixels_per_frame = True
     if adapters:
         from peft import PeftModel
 
