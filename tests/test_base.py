@@ -219,3 +219,29 @@ def test_model_path_prefers_a_matching_committed_base(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"")
     assert model_path(random_init) == str(folder)
+
+
+def test_the_committed_base_answers_from_the_frames_asked_about():
+    """The committed base must bind a pose to its place in time: on sit/stand clips (the same poses in
+    reverse order) its height at the first and last frames is right with the frames in order and falls
+    to chance with them shuffled (the 300-step base scored ~50% on both: BENCHMARKS.md, "Temporal order
+    on the tiny profile"). Per-range accuracies average to the field's."""
+    from reasonact.video import Video, shuffle_frames
+
+    recipe = load_config("tiny")
+    assert vlm.find_base(recipe) == vlm.COMMITTED_BASE_DIR
+    model, processor = vlm.load_model(recipe, lora=False)
+    items = [base.render_example(label, sa.clip_seed(0, "probe", "pair", i), "easy")
+             for i in range(6) for label in ("sit", "stand")]  # fmt: skip
+    rng = np.random.default_rng(1)
+    shuffled = []
+    for it in items:
+        v = shuffle_frames(Video(it["frames"], it["indices"], it["fps"], it["total_frames"], "x"), rng)
+        shuffled.append({**it, "frames": v.frames})
+    ends = {}
+    for name, batch in (("ordered", items), ("shuffled", shuffled)):
+        acc = base.perception_accuracy(model, processor, batch, per_range=True)
+        per = acc["per_range"]
+        assert all(np.mean(per[k]) == pytest.approx(acc[k]) for k in base.FIELDS)
+        ends[name] = float(np.mean([per["height"][r] for r in (0, 1, 6, 7)]))
+    assert ends["ordered"] >= 0.85 and ends["shuffled"] <= 0.65, ends

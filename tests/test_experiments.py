@@ -436,3 +436,25 @@ def test_bootstrap_ci_known_cases():
     paired = bootstrap_ci(better, coin)
     assert paired["ci95"][0] > 0 and paired["ci95"][1] - paired["ci95"][0] < ci[1] - ci[0]
     assert bootstrap_ci(pd.DataFrame()) is None
+
+
+@pytest.mark.parametrize("level, name", [(None, "t_tiny.json"), ("medium", "t_tiny_medium.json")])
+def test_a_whole_table_of_the_experiments_folder_is_written_to_results(tmp_path, monkeypatch, level, name):
+    """A whole run of a table in configs/experiments also writes results/<table>_<profile>[_<level>].json,
+    the file committed with the table, stamped with the commit it ran at."""
+    import re
+
+    from reasonact.eval import experiments as xp
+
+    monkeypatch.setattr(xp, "TABLE_DIR", tmp_path)  # where write() puts the table file
+    monkeypatch.setattr(xp, "RESULTS_DIR", tmp_path / "results")
+    over = {"data.synthact_level": level} if level else None
+    table = experiment(tmp_path, Fakes(), overrides=over).run()
+    written = tmp_path / "results" / name
+    assert str(written) in table["files"]["summary"] and len(list((tmp_path / "results").iterdir())) == 1
+    summary = json.loads(written.read_text())
+    assert summary["level"] == (level or "easy") and summary["table"] == "t"
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", summary["commit"])  # git describe of this checkout
+    assert summary == json.loads((tmp_path / "xp" / "t_tiny" / "summary.json").read_text())
+    partial = experiment(tmp_path, Fakes(), overrides=over).run(rows=["base", "full"])
+    assert str(written) not in partial["files"]["summary"]  # only whole tables are committed

@@ -310,17 +310,20 @@ def perception_accuracy(
     batch_size: int = 16,
     swap_videos: bool = False,
     ranges_per_example: int = 1,
+    per_range: bool = False,
 ) -> dict:
     """Teacher-forced accuracy per field: at each value, is the true value the likeliest of the field's
     values? ``swap_videos`` pairs every text with another clip's video: what the text alone gets right
     (the honest baseline: ranges are autocorrelated, so text context predicts a lot). With
-    ``ranges_per_example=1`` every range is asked for on its own (no text context); 0: whole descriptions."""
+    ``ranges_per_example=1`` every range is asked for on its own (no text context); 0: whole descriptions.
+    ``per_range``: also ``{"per_range": {field: [accuracy of range 0, 1, ...]}}``."""
 
     tok, collator = processor.tokenizer, VideoCollator(processor)
     firsts = _first_tokens(tok)
     hits = {k: [] for k in FIELDS}
-    model.eval()
     n = len(items[0]["fields"])
+    by_range = {k: [[] for _ in range(n)] for k in FIELDS}
+    model.eval()
     jobs = (
         [(it, [r]) for it in items for r in range(n)]
         if ranges_per_example == 1
@@ -344,8 +347,13 @@ def perception_accuracy(
             for t, k, v in slots:
                 cand = logits[row, begin + t - 1, firsts[k]]
                 hits[k].append(FIELDS[k][int(cand.argmax())] == v)
+                if rg is not None and len(rg) == 1:
+                    by_range[k][rg[0]].append(hits[k][-1])
     acc = {k: float(np.mean(h)) for k, h in hits.items()}
-    return {**acc, "mean": float(np.mean(list(acc.values())))}
+    out = {**acc, "mean": float(np.mean(list(acc.values())))}
+    if per_range:
+        out["per_range"] = {k: [float(np.mean(h)) if h else None for h in rs] for k, rs in by_range.items()}
+    return out
 
 
 def build_base(
