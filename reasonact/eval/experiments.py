@@ -65,15 +65,23 @@ RESULTS_DIR = REPO_ROOT / "results"  # committed tables (summary_json): whole ru
 
 
 def git_commit() -> str | None:
-    """The repository's commit (``-dirty`` with uncommitted changes), or None outside a git checkout."""
+    """The repository's commit, 12 hex digits (``-dirty`` with uncommitted changes to tracked files), or None
+    outside a git checkout. Read-only: no index refresh or lock, so a concurrent git command cannot fail it."""
     import subprocess
 
+    def git(*args):
+        cmd = ["git", "--no-optional-locks", *args]
+        return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        status = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    dirty = status.returncode == 0 and bool(status.stdout.strip())
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 # Fields that do not change a stage's weights: logging, checkpointing, where the data file lies, and the
