@@ -43,35 +43,33 @@ import torch  # noqa: E402
 import reasonact  # noqa: E402,F401  (first: the CPU-torch torchvision fix)
 from reasonact.config import load_config, parse_overrides  # noqa: E402
 from reasonact.cot.teacher import TemplateTeacher  # noqa: E402
-from reasonact.data.synthact import clip_seed, render_clip  # noqa: E402
+from reasonact.data.synthact import clip_seed  # noqa: E402
 from reasonact.eval.metrics import bootstrap_ci  # noqa: E402
 from reasonact.library import load_library  # noqa: E402
 from reasonact.paths import adapter_dir, prior_adapters  # noqa: E402
 from reasonact.prompts import encode_videos, format_hint  # noqa: E402
-from reasonact.train.base import ensure_model, perception_accuracy, perception_fields  # noqa: E402
+from reasonact.train.base import ensure_model, perception_accuracy, render_example  # noqa: E402
 from reasonact.train.sft import VideoCollator  # noqa: E402
-from reasonact.video import Video, resize_square, sample_indices, shuffle_frames  # noqa: E402
+from reasonact.video import Video, shuffle_frames  # noqa: E402
 from reasonact.vlm import load_model  # noqa: E402
 
 PAIR = ("sit", "stand")
 
 
 def render_pairs(recipe, n: int, seed: int = 0) -> list[dict]:
-    """``n`` (sit, stand) pairs from the same seeds: frames as the model sees them, record, chain, fields."""
+    """``n`` (sit, stand) pairs from the same seeds, sampled as the model sees them (``base.render_example``),
+    each with the template teacher's chain."""
     teacher = TemplateTeacher(load_library(), style=recipe.teacher.style, seed=recipe.teacher.seed)
-    level, size, px = recipe.data.synthact_level, recipe.data.synthact_size, recipe.video.size
+    args = (recipe.data.synthact_level, recipe.data.synthact_size, recipe.video.size, recipe.video.num_frames)
     clips = []
     for i in range(n):
         s = clip_seed(seed, "probe", "pair", i)
         for label in PAIR:
-            frames, rec = render_clip(label, s, level, size)
-            idx = sample_indices(rec["num_frames"], recipe.video.num_frames)
-            rec = {**rec, "video": f"probe_{label}_{i}.mp4", "split": "probe"}
-            clips.append({
-                "pair": i, "label": label, "seed": s,
-                "video": Video(resize_square(frames[idx], px), idx, float(rec["fps"]), rec["num_frames"], rec["video"]),
-                "fields": perception_fields(rec["pose"], idx), "chain": teacher.write(rec),
-            })  # fmt: skip
+            it = render_example(label, s, *args)
+            rec = {**it["record"], "video": f"probe_{label}_{i}.mp4", "split": "probe"}
+            video = Video(it["frames"], it["indices"], it["fps"], it["total_frames"], rec["video"])
+            clips.append({"pair": i, "label": label, "seed": s, "video": video, "fields": it["fields"],
+                          "chain": teacher.write(rec)})  # fmt: skip
     return clips
 
 

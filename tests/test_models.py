@@ -93,6 +93,11 @@ def test_lora_targets_language_model_only(tiny_model_dir):
     assert lora_modules and not any("visual" in n for n in lora_modules)
 
 
+def test_the_processor_caps_a_videos_pixels_like_qwen_vl_utils(tiny_model_dir):
+    _, proc = load_model(_recipe(tiny_model_dir), lora=False)
+    assert proc.video_processor.cap_pixels_per_frame is True  # unset: transformers warns on every video
+
+
 def test_lora_regex_excludes_vision_mlp():
     import re
 

@@ -66,11 +66,12 @@ RESULTS_DIR = REPO_ROOT / "results"  # committed tables (summary_json): whole ru
 
 def git_commit() -> str | None:
     """The repository's commit, 12 hex digits (``-dirty`` with uncommitted changes to tracked files), or None
-    outside a git checkout. Read-only: no index refresh or lock, so a concurrent git command cannot fail it."""
+    outside a git checkout. ``status`` takes the index lock only if it is free (git's optional lock) and saves
+    the refreshed index, so only the first call after a clone pays for the notebook filter (nbstripout)."""
     import subprocess
 
     def git(*args):
-        cmd = ["git", "--no-optional-locks", *args]
+        cmd = ["git", *args]
         return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
 
     try:

@@ -167,6 +167,7 @@ def render_example(
         "frames": resize_square(frames[idx], video_size), "indices": idx, "fps": float(rec["fps"]),
         "total_frames": int(rec["num_frames"]), "label": label, "level": level, "seed": int(seed),
         "fields": fields, "text": " ".join(_range_text(r, f) for r, f in enumerate(fields)),
+        "record": {k: v for k, v in rec.items() if k != "pose"},  # label, phases, fps...: what a teacher reads
     }  # fmt: skip
 
 
