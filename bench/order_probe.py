@@ -43,12 +43,13 @@ import torch  # noqa: E402
 import reasonact  # noqa: E402,F401  (first: the CPU-torch torchvision fix)
 from reasonact.config import load_config, parse_overrides  # noqa: E402
 from reasonact.cot.teacher import TemplateTeacher  # noqa: E402
+from reasonact.data.perception import render_example  # noqa: E402
 from reasonact.data.synthact import clip_seed  # noqa: E402
 from reasonact.eval.metrics import bootstrap_ci  # noqa: E402
 from reasonact.library import load_library  # noqa: E402
 from reasonact.paths import adapter_dir, prior_adapters  # noqa: E402
 from reasonact.prompts import encode_videos, format_hint  # noqa: E402
-from reasonact.train.base import ensure_model, perception_accuracy, render_example  # noqa: E402
+from reasonact.train.base import ensure_model, perception_accuracy  # noqa: E402
 from reasonact.train.sft import VideoCollator  # noqa: E402
 from reasonact.video import Video, shuffle_frames  # noqa: E402
 from reasonact.vlm import load_model  # noqa: E402

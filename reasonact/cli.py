@@ -34,8 +34,7 @@ from reasonact.library import load_library
 from reasonact.library.embeddings import validation_lines, validation_report
 from reasonact.notebooks import NotebookFailed, run_notebooks
 from reasonact.rewards.report import score_file
-from reasonact.train.base import build_base, commit_copy, ensure_model
-from reasonact.train.base_eval import evaluate_base
+from reasonact.train.base import build_base, commit_copy, ensure_model, evaluate_base
 from reasonact.train.sft import accuracy_eval, train_stage
 from reasonact.train.tgrpo_stage import train_tgrpo
 from reasonact.vlm import count_parameters, find_base

@@ -1,8 +1,10 @@
 """Run the numbered notebooks in order with papermill (``reasonact run``, ``make pipeline``).
 
-Each notebook gets its ``parameters`` cell overridden (PROFILE, RUN, SEED, INTERACTIVE=False) and
-is saved, executed, under ``<run>/notebooks/``. A failing notebook stops the run with an error
-that names the notebook and the cell, and the executed copy keeps the traceback for reading.
+First the profile's model is made ready (``train.base.ensure_model``: the tiny profile's perception base
+is built if it is missing, since loading in a notebook never trains). Each notebook gets its
+``parameters`` cell overridden (PROFILE, RUN, SEED, INTERACTIVE=False) and is saved, executed, under
+``<run>/notebooks/``. A failing notebook stops the run with an error that names the notebook and the
+cell, and the executed copy keeps the traceback for reading.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import re
 import time
 from pathlib import Path
 
-from reasonact.config import REPO_ROOT
+from reasonact.config import REPO_ROOT, load_config
+from reasonact.train.base import ensure_model
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL = "reasonact"  # registered inside .venv by `make setup`
@@ -71,6 +74,7 @@ def run_notebooks(
         **(params or {}),
     }
     results = []
+    log(f"model: {ensure_model(load_config(profile), progress=True)}")
     log(f"running {len(books)} notebook(s) on profile '{profile}' -> {run_dir}")
     for nb in books:
         executed = out_dir / nb.name

@@ -57,23 +57,23 @@ def encode_videos(
 def encode_chats(
     processor,
     chats: Sequence,
-    videos: Sequence,
+    videos: Sequence = (),
     add_generation_prompt: bool = True,
     padding_side: str = "right",
 ):
-    """The one place a chat with a video is encoded: chat messages (one ``{"type": "video"}`` part each)
-    and their ``reasonact.video.Video`` (frames + metadata, so the processor neither re-samples frames
-    nor guesses the fps)."""
+    """The one place chats are encoded, for training, generation and features alike.
+
+    ``videos``: one per chat that has a ``{"type": "video"}`` part, in order, each a
+    ``reasonact.video.Video`` or a ``(frames, metadata)`` pair (frames + metadata, so the processor neither
+    re-samples frames nor guesses the fps); empty for text-only chats. ``padding_side="left"`` to generate."""
     texts = [
         processor.apply_chat_template(c, add_generation_prompt=add_generation_prompt, tokenize=False)
         for c in chats
     ]
-    return processor(
-        text=texts,
-        videos=[v.frames for v in videos],
-        video_metadata=[v.metadata() for v in videos],
-        do_sample_frames=False,
-        padding=True,
-        padding_side=padding_side,
-        return_tensors="pt",
-    )
+    kwargs = {}
+    if videos:
+        pairs = [(v.frames, v.metadata()) if hasattr(v, "metadata") else tuple(v) for v in videos]
+        kwargs = dict(
+            videos=[f for f, _ in pairs], video_metadata=[m for _, m in pairs], do_sample_frames=False
+        )
+    return processor(text=texts, padding=True, padding_side=padding_side, return_tensors="pt", **kwargs)

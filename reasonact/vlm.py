@@ -5,8 +5,9 @@ local folder such as ``Qwen/Qwen2.5-VL-3B-Instruct``, or, on the tiny profile, f
 (``find_base``: the committed copy in ``data/base/tiny-base`` when its key matches) or the random-init
 tiny model. Loading never builds or trains a model: ``reasonact.data.tiny`` builds the tiny model and
 ``reasonact.train.base`` the base (``ensure_model``). Weights load from safetensors only and
-``trust_remote_code`` stays off unless a recipe asks for it. ``complete_clips`` / ``generate_batch`` are
-the one generation loop every stage's quick checks and the evaluation use (the decoding: ``eval/evaluate.py``).
+``trust_remote_code`` stays off unless a recipe asks for it. ``generate`` is the one generation loop: the
+stages' quick checks (``complete_clips``), the evaluation, the model teacher and the base's answers use it
+(the decoding: ``eval/evaluate.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import yaml
 from reasonact import paths, prompts
 from reasonact.config import REPO_ROOT, LoraConfig, Recipe, TinyModelConfig
 from reasonact.paths import derived_seed
-from reasonact.prompts import encode_videos
+from reasonact.prompts import encode_chats
 from reasonact.video import Video
 
 CACHE_DIR = REPO_ROOT / "runs" / "_cache"
@@ -133,8 +134,7 @@ def model_path(recipe: Recipe) -> str:
             raise FileNotFoundError(
                 f"no tiny perception base for this recipe (key {base_key(recipe)}) in {COMMITTED_BASE_DIR} or "
                 f"{base_dir(recipe)}: build it with `reasonact base build --profile {recipe.profile}` and this "
-                "recipe's --config/--set "
-                "(about 3 minutes on 2 cores)"
+                "recipe's --config/--set (about 10 minutes on 2 cores; `reasonact run` does it first)"
             )
         return str(found)
     path = tiny_model_dir(m.tiny, recipe.video.size)
@@ -281,14 +281,15 @@ def prompt_text(fmt: str = "plain") -> tuple[str, str]:
     return prompts.QUESTION, prompts.format_hint(fmt)
 
 
-def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt: str = "plain"):
-    """Completions for a batch of videos: (texts, new-token counts, seconds for the whole call)."""
+def generate(model, processor, chats: list, videos=(), **gen_kwargs):
+    """The one generate loop: the chats left-padded (``prompts.encode_chats``; ``videos`` as there), vision
+    tokens never emitted, the new tokens decoded. Returns (texts, new-token counts up to and including the
+    end-of-sequence token, seconds for the whole call)."""
     import torch
 
-    question, hint = prompt_text(fmt)
+    gen_kwargs.setdefault("suppress_tokens", vision_token_ids(processor))
     t0 = time.perf_counter()
-    inputs = encode_videos(processor, videos, [question] * len(videos), hint=hint, padding_side="left")
-    inputs = inputs.to(model.device)
+    inputs = encode_chats(processor, chats, videos, padding_side="left").to(model.device)
     with torch.no_grad():
         out = model.generate(**inputs, **gen_kwargs)
     if torch.cuda.is_available():
@@ -302,6 +303,13 @@ def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt:
         stop = next((i for i, t in enumerate(ids) if t in eos), None)
         counts.append(len(ids) if stop is None else stop + 1)
     return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)], counts, seconds
+
+
+def generate_batch(model, processor, videos: list[Video], gen_kwargs: dict, fmt: str = "plain"):
+    """Completions for a batch of videos asked the stages' question: (texts, new-token counts, seconds)."""
+    question, hint = prompt_text(fmt)
+    chats = [prompts.video_messages(question, hint=hint)] * len(videos)
+    return generate(model, processor, chats, videos, **gen_kwargs)
 
 
 def complete_clips(

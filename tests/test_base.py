@@ -9,6 +9,7 @@ import torch
 
 from reasonact import paths, vlm
 from reasonact.config import TrainConfig, load_config, parse_overrides
+from reasonact.data import perception
 from reasonact.data import synthact as sa
 from reasonact.train import base
 from reasonact.train.sft import VideoCollator, last_checkpoint, train_sft
@@ -36,12 +37,12 @@ def test_perception_text_never_names_actions_phases_or_sub_actions():
     names = _forbidden_names()
     assert len(names) > 50
     pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b")
-    vocabulary = {v for values in base.FIELDS.values() for v in values}
+    vocabulary = {v for values in perception.FIELDS.values() for v in values}
     texts = []
     for label in sa.CLASSES:
         for i in range(16):  # 192 clips: every class, varied timing
             _, rec = sa.render_clip(label, sa.clip_seed(0, "test-base", label, i), "easy", 64)
-            texts.append(base.perception_text(rec["pose"], base.sample_indices(rec["num_frames"], 16)))
+            texts.append(perception.perception_text(rec["pose"], perception.sample_indices(rec["num_frames"], 16)))
     for text in texts:
         assert not pattern.search(text.lower()), (pattern.search(text.lower()).group(0), text)
         words = set(re.sub(r"frames \d+-\d+:", " ", text).replace(".", " ").split())
@@ -73,25 +74,25 @@ def test_perception_text_on_hand_made_poses():
         contact=[[1, 1], [1, 1], [1, 1], [1, 0], [0, 0], [0, 0]],
         com_y=[0, 0, -0.3, -0.3, 0.2, 0.2],
     )
-    assert base.perception_text(pose, range(6)) == (
+    assert perception.perception_text(pose, range(6)) == (
         "frames 1-2: tall upright low straight straight straight two level still. "
         "frames 3-4: mid upright mid straight folded folded one down moving. "
         "frames 5-6: high upright high straight straight straight none up moving."
     )
     # the trunk: lying flat and leaning
-    assert base.perception_fields(_pose([upright] * 2, [0.3] * 2, [[1, 1]] * 2, [0, 0], tilt_deg=85), [0, 1])[0][
+    assert perception.perception_fields(_pose([upright] * 2, [0.3] * 2, [[1, 1]] * 2, [0, 0], tilt_deg=85), [0, 1])[0][
         "trunk"] == "flat"  # fmt: skip
-    assert base.perception_fields(_pose([upright] * 2, [0.9] * 2, [[1, 1]] * 2, [0, 0], tilt_deg=35), [0, 1])[0][
+    assert perception.perception_fields(_pose([upright] * 2, [0.9] * 2, [[1, 1]] * 2, [0, 0], tilt_deg=35), [0, 1])[0][
         "trunk"] == "tilted"  # fmt: skip
     # the description follows the SAMPLED frames: 16 indices -> 8 ranges
     _, rec = sa.render_clip("jump", 0, "easy", 64)
-    text = base.perception_text(rec["pose"], base.sample_indices(rec["num_frames"], 16))
+    text = perception.perception_text(rec["pose"], perception.sample_indices(rec["num_frames"], 16))
     assert text.count("frames ") == 8 and text.startswith("frames 1-2: ") and "frames 15-16: " in text
 
 
 def _examples(n=3, size=56):
-    items = [base.render_example(label, i, "easy", 64, size) for i, label in enumerate(sa.CLASSES[:n])]
-    return items, [base.to_example(it) for it in items]
+    items = [perception.render_example(label, i, "easy", 64, size) for i, label in enumerate(sa.CLASSES[:n])]
+    return items, [perception.to_example(it) for it in items]
 
 
 def test_collator_masks_all_but_the_answer(tiny_model_dir):
@@ -173,11 +174,11 @@ def test_perception_data_curriculum_is_deterministic():
 
 
 def test_one_range_per_example_asks_for_it_by_name():
-    item = base.render_example("kick", 3, "easy", 64, 56)
-    ex = base.to_example(item, [2])
+    item = perception.render_example("kick", 3, "easy", 64, 56)
+    ex = perception.to_example(item, [2])
     question, answer = ex["messages"][0]["content"][1]["text"], ex["messages"][1]["content"][0]["text"]
     assert question == "Describe the body in frames 5-6."
-    assert answer == base._range_text(2, item["fields"][2]) and answer in item["text"]
+    assert answer == perception._range_text(2, item["fields"][2]) and answer in item["text"]
     data = base.PerceptionData([[item]], length=50, ranges_per_example=1)
     ranges = [data.item(i)[1] for i in range(50)]
     assert all(len(r) == 1 for r in ranges) and len({r[0] for r in ranges}) > 4
@@ -185,13 +186,13 @@ def test_one_range_per_example_asks_for_it_by_name():
 
 def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
     r = load_config("tiny")
-    key = base.base_key(r)
-    assert key == base.base_key(load_config("tiny"))
+    key = vlm.base_key(r)
+    assert key == vlm.base_key(load_config("tiny"))
     for override in ["base.learning_rate=0.01", "base.max_steps=7", "base.levels=[medium]", "video.size=112",
                      "model.tiny.seed=3"]:  # fmt: skip
-        assert base.base_key(load_config("tiny", parse_overrides([override]))) != base.base_key(r), override
+        assert vlm.base_key(load_config("tiny", parse_overrides([override]))) != vlm.base_key(r), override
     monkeypatch.setattr(paths, "GENERATOR_VERSION", "test-bump")
-    assert base.base_key(r) != key
+    assert vlm.base_key(r) != key
 
 
 def test_model_path_prefers_a_matching_committed_base(tmp_path, monkeypatch):
@@ -205,7 +206,7 @@ def test_model_path_prefers_a_matching_committed_base(tmp_path, monkeypatch):
     monkeypatch.setattr(vlm, "COMMITTED_BASE_DIR", committed)
     monkeypatch.setattr(vlm, "CACHE_DIR", tmp_path / "cache")
     r = load_config("tiny")
-    (committed / "base_card.json").write_text(json.dumps({"key": base.base_key(r)}))
+    (committed / "base_card.json").write_text(json.dumps({"key": vlm.base_key(r)}))
     assert model_path(r) == str(committed)
     # another recipe: the committed copy does not match, and loading never builds one: a clear error
     other = load_config("tiny", parse_overrides(["base.max_steps=7"]))
@@ -231,7 +232,7 @@ def test_the_committed_base_answers_from_the_frames_asked_about():
     recipe = load_config("tiny")
     assert vlm.find_base(recipe) == vlm.COMMITTED_BASE_DIR
     model, processor = vlm.load_model(recipe, lora=False)
-    items = [base.render_example(label, sa.clip_seed(0, "probe", "pair", i), "easy")
+    items = [perception.render_example(label, sa.clip_seed(0, "probe", "pair", i), "easy")
              for i in range(6) for label in ("sit", "stand")]  # fmt: skip
     rng = np.random.default_rng(1)
     shuffled = []
@@ -242,6 +243,6 @@ def test_the_committed_base_answers_from_the_frames_asked_about():
     for name, batch in (("ordered", items), ("shuffled", shuffled)):
         acc = base.perception_accuracy(model, processor, batch, per_range=True)
         per = acc["per_range"]
-        assert all(np.mean(per[k]) == pytest.approx(acc[k]) for k in base.FIELDS)
+        assert all(np.mean(per[k]) == pytest.approx(acc[k]) for k in perception.FIELDS)
         ends[name] = float(np.mean([per["height"][r] for r in (0, 1, 6, 7)]))
     assert ends["ordered"] >= 0.85 and ends["shuffled"] <= 0.65, ends

@@ -22,7 +22,7 @@ paper_columns: [HMDB51]
 rows:
   - {name: base, label: Base, stages: [], paper: [50.0]}
   - {name: sft, label: FRE + V-SFT, stages: [fre, vsft], paper: [60.0]}
-  - {name: full, label: Full, stages: [fre, vsft, tgrpo]}
+  - {name: full, label: Full, stages: [fre, vsft, tgrpo], compare: sft}
   - name: nofmt
     label: No format
     stages: [fre, vsft, {stage: tgrpo, set: {tgrpo.weights.format: 0.0}}]
@@ -109,6 +109,8 @@ def test_shipped_tables_parse_and_share_stages(tmp_path):
         ("- {label: x, stages: []}", "row #1: 'name' is required"),
         ("- {name: a, stages: []}\n  - {name: a, stages: [fre]}", "row 'a' (#2): the name is used twice"),
         ("- {name: a, stages: [], paper: [x]}", "row 'a' (#1): 'paper' must be float, got 'x'"),
+        ("- {name: a, stages: [], compare: z}", "row 'a' (#1): compare must name another row, got 'z'"),
+        ("- {name: a, stages: [], compare: a}", "row 'a' (#1): compare must name another row, got 'a'"),
     ],
 )
 def test_bad_row_names_file_and_row(tmp_path, rows, message):
@@ -313,7 +315,7 @@ paper_columns: [HMDB51, UCF-101]
 rows:
   - {name: b, group: Paradigm, label: Baseline, stages: [], paper: [49.3, 78.3]}
   - {name: s, group: Paradigm, label: SFT, stages: [vsft], paper: [53.1, 82.5]}
-  - {name: t, group: Rewards, label: RL, stages: [tgrpo]}
+  - {name: t, group: Rewards, label: RL, stages: [tgrpo], compare: s}
 """))  # fmt: skip
     results = [
         _run("b", [0.5, 0.6, 0.4], [0.5, 0.5, 0.5]),
@@ -335,6 +337,8 @@ rows:
     assert "| SFT | 70.0 ± 10.0 | +20.0 ± 20.0 | 83.3 ± 28.9 | – | – | – | – | 53.1 / 82.5 (+3.8) |" in lines
     # RL: 60.0 ± 26.5; differences 0, +30, 0 -> +10.0 ± 17.3; no paper numbers
     assert "| RL | 60.0 ± 26.5 | +10.0 ± 17.3 | 83.3 ± 28.9 | – | – | – | – | – |" in lines
+    # RL minus SFT, paired by seed: -20, +30, -40 -> -10.0 ± 36.1; no completions, so no interval
+    assert "| RL | SFT | -10.0 ± 36.1 | – |" in lines
     assert "| Configuration | 1 | 11 | 21 |" in text
     assert "| SFT | 70.0 (+20.0) | 60.0 (+0.0) | 80.0 (+40.0) |" in lines
     assert table["rows"][2]["accuracy"]["std"] == pytest.approx(math.sqrt(((0.1) ** 2 + 0.3**2 + 0.2**2) / 2))
@@ -414,8 +418,15 @@ def test_rows_carry_bootstrap_intervals_and_the_summary_json(tmp_path):
     assert summary["level"] == "easy" and summary["baseline"] == "base"
     full = summary["rows"]["full"]
     assert full["accuracy"]["mean"] == pytest.approx(32.0) and full["accuracy"]["ci95"][0] < 32.0
-    assert set(full) == {"accuracy", "delta_vs_baseline", "sit_stand_ordered", "sit_stand_shuffled", "format",
-                         "train_seeds"}  # fmt: skip
+    assert set(full) == {"accuracy", "delta_vs_baseline", "delta_vs", "sit_stand_ordered", "sit_stand_shuffled",
+                         "format", "train_seeds"}  # fmt: skip
+    # full minus sft: one more adapter, +0.1 at every seed; 10 more clips right per seed, paired
+    vlo, vhi = rows["full"]["vs"]["delta"]["ci95"]
+    assert rows["full"]["vs"]["row"] == "sft" and 0 < vlo <= 0.1 <= vhi < 0.2
+    assert full["delta_vs"]["row"] == "sft" and full["delta_vs"]["mean"] == pytest.approx(10.0)
+    assert summary["rows"]["sft"]["delta_vs"] is None
+    text = (tmp_path / "xp" / "t_tiny" / "table.md").read_text()
+    assert "| Full | FRE + V-SFT | +10.0 ± 0.0 [" in text and text.split("| Full | FRE + V-SFT |")[1].split("\n")[0].endswith("| yes |")
     assert not (REPO_ROOT / "results" / "t_tiny.json").exists()  # a table outside configs/experiments
 
 

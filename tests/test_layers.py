@@ -9,6 +9,7 @@ a function (lazy imports are only for heavy third-party packages, never to dodge
 """
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,56 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
 def test_the_check_fails_on_a_cycle_an_upward_import_and_a_private_name(tmp_path, files, expected):
     problems = check(_package(tmp_path, files))
     assert len(problems) == len(expected) and all(e in p for e, p in zip(expected, problems)), problems
+
+
+# Which stage sub-packages each notebook may import, besides the shared layer and viz (the views every
+# notebook draws with). One per notebook; 01 shows the library and previews the rewards that read it.
+NOTEBOOK_STAGES = {
+    "00": {"data"},
+    "01": {"library", "rewards"},
+    "02": {"cot"},
+    "03": {"train"},
+    "04": {"train"},
+    "05": {"train"},
+    "06": {"eval"},
+}
+
+
+def notebook_problems(path: Path, allowed: set[str]) -> list[str]:
+    """Imports of the package in a notebook's code cells from a stage sub-package it does not map to."""
+    problems = []
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        layers = set()
+        for node in ast.walk(ast.parse(source)):
+            targets = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else []
+            )
+            layers |= {layer_of(t) for t in targets if t.split(".")[0] == "reasonact"}
+        for layer in sorted(layers - allowed - {"shared", "viz"}):
+            problems.append(f"{path.name} cell {i}: imports from {layer}/ (allowed: {sorted(allowed)})")
+    return problems
+
+
+def test_each_notebook_imports_one_stage_sub_package_plus_the_shared_layer():
+    books = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert {b.name[:2] for b in books} == set(NOTEBOOK_STAGES)
+    problems = [p for b in books for p in notebook_problems(b, NOTEBOOK_STAGES[b.name[:2]])]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_notebook_check_fails_on_an_import_from_another_stage(tmp_path):
+    source = ["from reasonact.config import load_config\n", "from reasonact.train.base import ensure_model\n"]
+    cell = {"cell_type": "code", "source": source}
+    book = tmp_path / "00_data.ipynb"
+    book.write_text(json.dumps({"cells": [cell]}))
+    assert notebook_problems(book, {"data"}) == [
+        "00_data.ipynb cell 0: imports from train/ (allowed: ['data'])"
+    ]

@@ -36,6 +36,8 @@ from pathlib import Path
 from reasonact.config import CotFilterConfig, load_config
 from reasonact.cot.teacher import Chain, make_teacher
 from reasonact.data.manifest import read_manifest
+from reasonact.data.synthact import ensure_dataset
+from reasonact.library import Library, load_library
 from reasonact.rewards import basic
 from reasonact.rewards.parse import parse
 from reasonact.rewards.scorer import Scorer, default_scorer
@@ -246,6 +248,13 @@ def save_chains(result: FilterResult, out_dir: str | Path, num_frames: int = 16)
     if rows:
         Dataset.from_list(rows).save_to_disk(str(ds_dir))
     return {"jsonl": str(jsonl), "dataset": str(ds_dir) if rows else None, "rejected": str(rejected)}
+
+
+def stage_inputs(recipe) -> tuple[Library, Scorer, list[dict]]:
+    """What CoT generation reads: the sub-action library, its scorer (the filter's sub-action checks) and
+    the SynthAct training clips (rendered first if missing; cached)."""
+    library = load_library(recipe.data.library_dir)
+    return library, Scorer(library), read_manifest(ensure_dataset(recipe)["manifests"]["train"])
 
 
 def generate_cot(

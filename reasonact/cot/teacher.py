@@ -41,10 +41,10 @@ from reasonact.data.synthact import CLASSES
 from reasonact.library import Library, class_list, load_library, normalize_label
 from reasonact.paths import derived_seed
 from reasonact.progress import progress
-from reasonact.prompts import encode_chats, video_messages
+from reasonact.prompts import video_messages
 from reasonact.rewards.gt import ground_truth
 from reasonact.video import VideoDecodeError, read_video, sample_indices
-from reasonact.vlm import load_model, vision_token_ids
+from reasonact.vlm import generate, load_model
 
 FORMATS = ("plain", "process")
 SYSTEM_PROMPT = (
@@ -437,10 +437,7 @@ class ModelTeacher(Teacher):
         return cls(model, proc, fmt or t.format, v.num_frames, v.size, t.max_new_tokens, t.batch_size, name)
 
     def generate(self, records: Sequence[dict]) -> list[Chain]:
-        import torch
-
         self.model.eval()
-        suppress = vision_token_ids(self.processor)
         out: list[Chain | None] = [None] * len(records)
         for start in range(0, len(records), self.batch_size):
             readable = []  # (index, record, video) of the clips that decode
@@ -453,14 +450,9 @@ class ModelTeacher(Teacher):
                 continue
             where, batch, videos = zip(*readable)
             chats = [video_messages(self.prompt(r, media="video"), hint="") for r in batch]
-            inputs = encode_chats(self.processor, chats, videos, padding_side="left").to(self.model.device)
-            with torch.no_grad():
-                ids = self.model.generate(
-                    **inputs, max_new_tokens=self.max_new_tokens, suppress_tokens=suppress
-                )
-            new = ids[:, inputs["input_ids"].shape[1] :]
-            for i, rec, text in zip(where, batch, self.processor.batch_decode(new, skip_special_tokens=True)):
-                out[i] = self._chain(rec, text.strip())
+            texts = generate(self.model, self.processor, chats, videos, max_new_tokens=self.max_new_tokens)[0]
+            for i, rec, text in zip(where, batch, texts):
+                out[i] = self._chain(rec, text)
         return out
 
 

@@ -134,10 +134,26 @@ def fingerprint(path: str | Path) -> str | None:
 # ---- the evaluation loop ---------------------------------------------------------------------------
 
 
-def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *, num_frames: int = 16,
-             size: int | None = 224, resize: str = "square", fmt: str = "plain", seeds=None, limit: int | None = None,
-             shuffle_labels=None, scorer=None, settings: dict | None = None, root: str | Path | None = None,
-             name: str | None = None, progress: bool = False) -> dict:  # fmt: skip
+def evaluate(
+    model,
+    processor,
+    records: list[dict],
+    out_dir: str | Path,
+    cfg,
+    *,
+    num_frames: int = 16,
+    size: int | None = 224,
+    resize: str = "square",
+    fmt: str = "plain",
+    seeds=None,
+    limit: int | None = None,
+    shuffle_labels=None,
+    scorer=None,
+    settings: dict | None = None,
+    root: str | Path | None = None,
+    name: str | None = None,
+    progress: bool = False,
+) -> dict:
     """Generate, score and aggregate ``records`` (manifest records) into ``out_dir``; resumable.
 
     ``cfg``: an EvalConfig (decoding, seeds, batch size, shuffle labels); ``seeds`` / ``shuffle_labels``
@@ -156,9 +172,21 @@ def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *,
     root = Path(root) if root is not None else None
     gen_kwargs = decoding_kwargs(cfg, processor)
     question, hint = prompt_text(fmt)
-    _check_settings(out, {**(settings or {}), "num_frames": num_frames, "size": size, "format": fmt,
-                          "question": question, "hint": hint, "temperature": float(cfg.temperature),
-                          "top_p": float(cfg.top_p), "top_k": 0, "max_new_tokens": int(cfg.max_new_tokens)})  # fmt: skip
+    _check_settings(
+        out,
+        {
+            **(settings or {}),
+            "num_frames": num_frames,
+            "size": size,
+            "format": fmt,
+            "question": question,
+            "hint": hint,
+            "temperature": float(cfg.temperature),
+            "top_p": float(cfg.top_p),
+            "top_k": 0,
+            "max_new_tokens": int(cfg.max_new_tokens),
+        },
+    )
     path = out / COMPLETIONS
     rows = read_completions(path)
     done = {(r["clip"], r["seed"], r["condition"]) for r in rows}
@@ -171,9 +199,15 @@ def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *,
         range(0, len(records), bs), desc=name or "eval", unit="batches", enabled=progress
     ):
         members = list(range(chunk, min(chunk + bs, len(records))))
-        todo = {(cond, s): [i for i in members if (ids[i], s, cond) not in done and
-                            (cond == "ordered" or records[i]["label"] in shuffle)]
-                for cond in CONDITIONS for s in seeds}  # fmt: skip
+        todo = {
+            (cond, s): [
+                i
+                for i in members
+                if (ids[i], s, cond) not in done and (cond == "ordered" or records[i]["label"] in shuffle)
+            ]
+            for cond in CONDITIONS
+            for s in seeds
+        }
         needed = sorted({i for v in todo.values() for i in v})
         videos = {}
         for i in needed:
@@ -188,9 +222,19 @@ def evaluate(model, processor, records: list[dict], out_dir: str | Path, cfg, *,
             torch.manual_seed(derived_seed(s, cond, chunk // bs))
             vids = [videos[i] if cond == "ordered" else shuffled(videos[i], s, ids[i]) for i in idx]
             texts, counts, secs = generate_batch(model, processor, vids, gen_kwargs, fmt)
-            new_rows = [{"clip": ids[i], "seed": s, "condition": cond, "label": records[i]["label"],
-                         "dataset": records[i].get("dataset"), "completion": t, "new_tokens": n,
-                         "latency_s": round(secs / len(idx), 5)} for i, t, n in zip(idx, texts, counts)]  # fmt: skip
+            new_rows = [
+                {
+                    "clip": ids[i],
+                    "seed": s,
+                    "condition": cond,
+                    "label": records[i]["label"],
+                    "dataset": records[i].get("dataset"),
+                    "completion": t,
+                    "new_tokens": n,
+                    "latency_s": round(secs / len(idx), 5),
+                }
+                for i, t, n in zip(idx, texts, counts)
+            ]
             gts = [_gt_record(records[i], videos[i], num_frames) for i in idx]
             em.score_rows(new_rows, gts, scorer, classes)
             with path.open("a", encoding="utf-8") as f:
@@ -213,11 +257,22 @@ def _gt_record(rec: dict, video: Video, num_frames: int) -> dict:
 
 def _summarize(rows, records, ids, seeds, shuffle, classes, skipped, generated, out: Path, name) -> dict:
     wanted = set(ids)
-    rows = [r for r in rows if r["clip"] in wanted and r["seed"] in seeds
-            and (r["condition"] == "ordered" or r["label"] in shuffle)]  # fmt: skip
-    summary = {"name": name or out.name, "clips": len(records), "evaluated": len({r["clip"] for r in rows}),
-               "skipped": {"count": len(skipped), "clips": skipped}, "generated_now": generated,
-               "seeds": seeds, "conditions": {}}  # fmt: skip
+    rows = [
+        r
+        for r in rows
+        if r["clip"] in wanted
+        and r["seed"] in seeds
+        and (r["condition"] == "ordered" or r["label"] in shuffle)
+    ]
+    summary = {
+        "name": name or out.name,
+        "clips": len(records),
+        "evaluated": len({r["clip"] for r in rows}),
+        "skipped": {"count": len(skipped), "clips": skipped},
+        "generated_now": generated,
+        "seeds": seeds,
+        "conditions": {},
+    }
     for cond in CONDITIONS:
         crow = [r for r in rows if r["condition"] == cond]
         if crow:
@@ -228,14 +283,20 @@ def _summarize(rows, records, ids, seeds, shuffle, classes, skipped, generated, 
         shuf = summary["conditions"]["shuffled"]
         summary["order_only"] = {
             "labels": sorted(shuffle & {r["label"] for r in records}),
-            "ordered": order["accuracy"], "shuffled": shuf["accuracy"],
-            "per_class": {k: {"ordered": order["per_class"][k], "shuffled": shuf["per_class"].get(k)}
-                          for k in order["per_class"]},
-        }  # fmt: skip
+            "ordered": order["accuracy"],
+            "shuffled": shuf["accuracy"],
+            "per_class": {
+                k: {"ordered": order["per_class"][k], "shuffled": shuf["per_class"].get(k)}
+                for k in order["per_class"]
+            },
+        }
 
     write_metrics(out, summary, RESULTS)
-    summary["files"] = {"json": str(out / RESULTS), "completions": str(out / COMPLETIONS),
-                        **em.write_tables(summary, out)}  # fmt: skip
+    summary["files"] = {
+        "json": str(out / RESULTS),
+        "completions": str(out / COMPLETIONS),
+        **em.write_tables(summary, out),
+    }
     return summary
 
 
@@ -286,7 +347,14 @@ def measure_efficiency(model, processor, videos: list[Video], cfg, fmt: str = "p
         toks.append(n[0])
     peak = torch.cuda.max_memory_allocated(model.device) if cuda else _rss_peak()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    return {"clips": len(videos), "latency_s_per_clip": float(np.mean(secs)), "latency_s_std": float(np.std(secs)),
-            "new_tokens_per_clip": float(np.mean(toks)), "s_per_token": float(np.sum(secs) / max(1, sum(toks))),
-            "peak_memory_bytes": int(peak), "memory_kind": kind, "parameter_bytes": int(params),
-            "device": str(model.device)}  # fmt: skip
+    return {
+        "clips": len(videos),
+        "latency_s_per_clip": float(np.mean(secs)),
+        "latency_s_std": float(np.std(secs)),
+        "new_tokens_per_clip": float(np.mean(toks)),
+        "s_per_token": float(np.sum(secs) / max(1, sum(toks))),
+        "peak_memory_bytes": int(peak),
+        "memory_kind": kind,
+        "parameter_bytes": int(params),
+        "device": str(model.device),
+    }

@@ -55,6 +55,7 @@ class RowSpec:
     paper: list | None = None
     optional: bool = False
     note: str | None = None
+    compare: str | None = None  # another row: this row minus that one, paired (the effect of what differs)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class RowEntry:
     paper: list[float] | None = None
     optional: bool = False
     note: str | None = None
+    compare: str | None = None
 
 
 @dataclass
@@ -195,7 +197,7 @@ def _row(item, i: int, path: Path) -> RowSpec:
         raise ExperimentConfigError(
             f"{where}: stages {names} must be in curriculum order ({', '.join(ORDER)}), each once"
         )
-    return RowSpec(e.name, e.label or e.name, stages, e.group, e.paper, e.optional, e.note)
+    return RowSpec(e.name, e.label or e.name, stages, e.group, e.paper, e.optional, e.note, e.compare)
 
 
 def load_table(name_or_path: str | Path) -> TableSpec:
@@ -238,6 +240,11 @@ def load_table(name_or_path: str | Path) -> TableSpec:
         t.train_seeds,
     )
     spec.row(spec.baseline)  # must exist
+    for i, r in enumerate(rows):
+        if r.compare is not None and (r.compare == r.name or r.compare not in seen):
+            raise ExperimentConfigError(
+                f"{path}: row '{r.name}' (#{i + 1}): compare must name another row, got {r.compare!r}"
+            )
     return spec
 
 

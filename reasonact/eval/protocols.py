@@ -44,8 +44,9 @@ def stage_adapters(run, stage: str, profile: str = "tiny", skip=()) -> list[Path
         raise ValueError(f"unknown stage {stage!r}; choose base, {', '.join(STAGES)}")
     own = adapter_dir(run, stage, profile)
     if not (own / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{own}: no adapter for stage {stage!r} in this run (train it first: "
-                                f"reasonact train {stage})")  # fmt: skip
+        raise FileNotFoundError(
+            f"{own}: no adapter for stage {stage!r} in this run (train it first: reasonact train {stage})"
+        )
     return prior_adapters(run, stage, profile, skip) + [own]
 
 
@@ -59,8 +60,9 @@ def load_eval_model(recipe, adapters=()):
     return model.eval(), processor
 
 
-def protocol_manifests(protocol: str, out_dir: str | Path, recipe=None, root=None, splits=None,
-                       pattern=None) -> tuple[dict[str, str], dict]:  # fmt: skip
+def protocol_manifests(
+    protocol: str, out_dir: str | Path, recipe=None, root=None, splits=None, pattern=None
+) -> tuple[dict[str, str], dict]:
     """The paper's protocol as manifests ``{name: path}`` plus reports: ``synthact`` (the profile's
     test split), ``hmdb51`` / ``ucf101`` (test lists of the three official splits), ``kinetics400``
     (the validation set). Real datasets need ``root`` (videos) and ``splits`` (official lists)."""
@@ -84,9 +86,23 @@ def protocol_manifests(protocol: str, out_dir: str | Path, recipe=None, root=Non
     return manifests, reports
 
 
-def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: str | None = None, root=None,
-             splits=None, pattern=None, seeds=None, limit: int | None = None, out=None, compare_base=None,
-             skip=(), scorer=None, progress: bool = False) -> dict:  # fmt: skip
+def run_eval(
+    recipe,
+    run=None,
+    stage: str = "base",
+    manifests=None,
+    protocol: str | None = None,
+    root=None,
+    splits=None,
+    pattern=None,
+    seeds=None,
+    limit: int | None = None,
+    out=None,
+    compare_base=None,
+    skip=(),
+    scorer=None,
+    progress: bool = False,
+) -> dict:
     """Evaluate a run's model at ``stage`` (the base plus the run's adapters up to it) on ``manifests``
     (paths, or ``{name: path}``) or a ``protocol``; default: the profile's SynthAct test split. Several
     manifests (the folds of a protocol) are also averaged per seed (``combined``). Writes
@@ -104,18 +120,30 @@ def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: st
     loaded = {name: read_manifest(path) for name, path in manifests.items()}  # bad manifests fail first
     model, processor = load_eval_model(recipe, adapters)
     src = model_path(recipe)
-    settings = {"model": src, "model_fingerprint": fingerprint(src), "adapters": [str(a) for a in adapters],
-                "adapter_fingerprints": [fingerprint(a) for a in adapters]}  # fmt: skip
+    settings = {
+        "model": src,
+        "model_fingerprint": fingerprint(src),
+        "adapters": [str(a) for a in adapters],
+        "adapter_fingerprints": [fingerprint(a) for a in adapters],
+    }
     # the sub-action scores depend on the encoder (absent: the default MiniLM, as before the option existed)
     if recipe.data.embedding_model:
         settings["embedding_model"] = recipe.data.embedding_model
     scorer = scorer or scorer_for(recipe.data.embedding_model)
-    common = dict(**recipe.video.frames(), fmt=recipe.teacher.format,
-                  seeds=seeds, limit=limit, scorer=scorer, settings=settings, progress=progress)  # fmt: skip
+    common = dict(
+        **recipe.video.frames(),
+        fmt=recipe.teacher.format,
+        seeds=seeds,
+        limit=limit,
+        scorer=scorer,
+        settings=settings,
+        progress=progress,
+    )
     results = {}
     for name, records in loaded.items():
-        results[name] = evaluate(model, processor, records, out / name, cfg, root=Path(manifests[name]).parent,
-                                 name=name, **common)  # fmt: skip
+        results[name] = evaluate(
+            model, processor, records, out / name, cfg, root=Path(manifests[name]).parent, name=name, **common
+        )
     keep = ("clips", "evaluated", "skipped", "generated_now", "conditions", "order_only", "files")
     summary = {
         "stage": stage,
@@ -135,8 +163,14 @@ def run_eval(recipe, run=None, stage: str = "base", manifests=None, protocol: st
     videos = [v for _, v in islice(decoded, max(1, cfg.efficiency_clips))]
     if videos:
         seed = int((seeds or cfg.seeds)[0])
-        key = {**settings, "clips": [v.path for v in videos], "seed": seed, "compare_base": compare,
-               "decoding": summary["decoding"], "device": str(model.device)}  # fmt: skip
+        key = {
+            **settings,
+            "clips": [v.path for v in videos],
+            "seed": seed,
+            "compare_base": compare,
+            "decoding": summary["decoding"],
+            "device": str(model.device),
+        }
         eff = _cached_efficiency(out, key)
         if eff is None:
             eff = {

@@ -109,6 +109,11 @@ def build_table(spec, rows, results: list[dict]) -> dict:
         entry["accuracy"] = with_ci(entry["accuracy"], bootstrap_ci(scores))
         if row.name != spec.baseline:
             entry["delta"] = with_ci(entry["delta"], bootstrap_ci(scores, base_scores))
+        other = [r for r in results if r["row"] == row.compare]
+        if other:  # this row minus the row it is compared with, same training and evaluation seeds
+            w = values.loc[values["row"] == row.compare, "accuracy"]
+            diff = with_ci(mean_std((v["accuracy"] - w).dropna()), bootstrap_ci(scores, clip_scores(other)))
+            entry["vs"] = {"row": row.compare, "delta": diff}
         pair = next((o.get("labels") for r in runs if (o := r["eval"]["metrics"].get("order_only"))), None)
         for key, cond in (("order_ordered", "ordered"), ("order_shuffled", "shuffled")):
             entry[key] = with_ci(entry[key], bootstrap_ci(clip_scores(runs, cond, pair)) if pair else None)
@@ -137,6 +142,7 @@ def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
         rows[r["name"]] = {
             "accuracy": pct(r["accuracy"]),
             "delta_vs_baseline": pct(r.get("delta")),
+            "delta_vs": {"row": r["vs"]["row"], **pct(r["vs"]["delta"])} if r.get("vs") else None,
             "sit_stand_ordered": pct(r.get("order_ordered")),
             "sit_stand_shuffled": pct(r.get("order_shuffled")),
             "format": pct(r.get("format")),
@@ -212,6 +218,23 @@ def render_markdown(table: dict) -> str:
             "mean ± std over the seeds; in brackets the 95% interval (bootstrap over clips and runs,"
             " paired for Δ). A Δ is resolved when its interval excludes 0.",
         ]
+    compared = [r for r in rows if r.get("vs")]
+    if compared:
+        label = {r["name"]: r["label"] for r in rows}
+        lines += [
+            "",
+            "Paired differences in accuracy between rows (points; the row minus the one it is compared"
+            " with, same training and evaluation seeds; 95% interval as above):",
+            "",
+        ]
+        cells = []
+        for r in compared:
+            ci = r["vs"]["delta"].get("ci95")
+            resolved = "–" if not ci else "yes" if ci[0] > 0 or ci[1] < 0 else "no"
+            cells.append(
+                [r["label"], label[r["vs"]["row"]], _cell(r["vs"]["delta"], 100, signed=True), resolved]
+            )
+        lines += _md_table(["Row", "compared with", "Δ accuracy", "resolved (interval excludes 0)"], cells)
     seeds = sorted({s for r in rows for s in r["accuracy"]["per_seed"]}, key=_seed_order)
     if seeds:
         pairs = " (training seed / evaluation seed)" if "/" in str(seeds[0]) else ""

@@ -1,32 +1,26 @@
-"""A tiny base model that can see: perception pretraining for the tiny profile (issue 10).
+"""The tiny base that can see: perception pretraining of the tiny model, and whether it worked.
 
-A real VLM arrives pretrained; the tiny Qwen2.5-VL is random init and, trained on action labels
-alone, stays at chance (BENCHMARKS.md, "Tiny perception base"). Its stand-in for pretraining: describe the stick figure's
-body in every frame range, written from SynthAct's exact per-frame ground truth —
+The task (``reasonact.data.perception``): describe the stick figure's body range by range, never an action
+name. Training asks for one random range at a time ("Describe the body in frames 5-6."): trained on whole
+descriptions, the model predicted each value from the text before it (ranges are autocorrelated) and
+ignored the video, as accurate on another clip's video as on its own. Evaluation therefore asks for each
+range on its own and always reports the same score on the wrong video.
 
-    frames 1-2: tall upright low straight straight straight two level still. frames 3-4: ...
-
-(values only, in the order of FIELDS: height, trunk, hands, elbows, hips, knees, feet on the
-ground, vertical motion, limb motion. Field names tripled the text; the text's length is what a
-training step costs, since the 4,096-way output layer runs on every token.)
-
-— never an action label, phase or sub-action name, so the base's zero-shot action accuracy stays
-an honest baseline row. Every range is one temporal patch (2 frames) of the 16 sampled frames.
-
-Training asks for one random range at a time ("Describe the body in frames 5-6."): trained on whole
-descriptions, the model predicted each value from the text before it (ranges are autocorrelated)
-and ignored the video — as accurate on another clip's video as on its own. Evaluation therefore
-asks for each range on its own and always reports the same score on the wrong video.
+- ``build_base`` trains it (full fine-tune through ``train_sft``), ``ensure_model`` builds it when the
+  recipe's model is missing: the pipeline, the CLI and the experiments call that step explicitly, since
+  ``vlm.load_model`` never trains.
+- ``perception_accuracy``: teacher-forced, per field; compare with ``swap_videos=True``.
+- ``linear_probe`` on ``video_features`` (frozen, ordered) for the action class, against random init.
+- ``zero_shot_accuracy``: class names scored as the answer to the action question (must be ~chance).
 
     path = build_base(load_config("tiny"))          # cached under runs/_cache/tiny-base-<key>/
-    metrics = base_eval.evaluate_base(path, load_config("tiny"))
+    metrics = evaluate_base(path, load_config("tiny"))
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing as mp
 import shutil
 import time
 from pathlib import Path
@@ -36,187 +30,20 @@ import torch
 
 from reasonact import paths
 from reasonact.config import Recipe
-from reasonact.data.synthact import CLASSES, clip_seed, render_clip
+from reasonact.data.perception import (
+    FIELDS,
+    answer_slots,
+    messages,
+    perception_items,
+    render_pool,
+    to_example,
+)
+from reasonact.data.synthact import CLASSES
 from reasonact.data.tiny import build_tiny_model
-from reasonact.prompts import video_messages
+from reasonact.prompts import QUESTION as ACTION_QUESTION
+from reasonact.prompts import encode_chats, video_messages
 from reasonact.train.sft import VideoCollator, train_sft
-from reasonact.video import Video, resize_square, sample_indices
-from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base, vision_token_ids
-
-QUESTION = "Describe the body in each frame range."
-
-# The description: one field per attribute, always in this order, "<field> <value>". The values of a
-# field start with distinct tokens, so one teacher-forced forward scores every field (evaluate_base).
-FIELDS = {
-    "height": ("high", "tall", "mid", "low"),  # head top above ground / standing height
-    "trunk": ("upright", "tilted", "flat"),  # pelvis->neck angle from vertical
-    "hands": ("low", "mid", "high"),  # the higher arm's elevation at the shoulder
-    "elbows": ("straight", "bent", "folded"),  # the more bent elbow
-    "hips": ("straight", "bent", "folded"),
-    "knees": ("straight", "bent", "folded"),
-    "contact": ("two", "one", "none"),  # feet on the ground
-    "travel": ("up", "down", "level"),  # centre of mass since the previous range
-    "limbs": ("moving", "still"),  # joint angles since the previous range
-}
-
-
-def _bucket(x: float, edges: list[float], values: tuple[str, ...]) -> str:
-    """values[i] for the first edge x is above (edges descending); the last value otherwise."""
-    for edge, value in zip(edges, values):
-        if x > edge:
-            return value
-    return values[-1]
-
-
-def perception_fields(pose: dict, frame_indices) -> list[dict[str, str]]:
-    """Per range of 2 sampled frames: {field: value}, from the generator's ground truth."""
-    idx = np.asarray(list(frame_indices))
-    if len(idx) % 2:
-        idx = np.append(idx, idx[-1])  # a temporal patch is 2 frames; the processor pads the same way
-    ang = np.asarray(pose["angles"], float)[idx]  # (N, 8): elbow l/r, shoulder l/r, hip l/r, knee l/r
-    height = np.asarray(pose["height"], float)[idx]
-    contact = np.asarray(pose["contact"], bool)[idx].sum(1)
-    j = np.asarray(pose["joints"], float)[idx]
-    trunk = j[:, 1] - j[:, 7]  # pelvis -> neck, pixels (y down)
-    tilt = np.degrees(np.arctan2(np.abs(trunk[:, 0]), np.maximum(-trunk[:, 1], 1e-9)))
-    tilt = np.where(-trunk[:, 1] > 0, tilt, 180 - tilt)
-    scale = float(pose.get("scale", 1.0)) or 1.0
-    com_y = -np.cumsum(np.asarray(pose["com_delta"], float)[:, 1]) / scale  # torso units, up positive
-    com_y = com_y[idx]
-    out = []
-    for r in range(len(idx) // 2):
-        a, b = 2 * r, 2 * r + 1
-        m = ang[[a, b]].mean(0)
-        if r == 0:  # no previous range: the motion inside the pair, doubled to the same time span
-            dy, dang = 2 * (com_y[b] - com_y[a]), 2 * np.abs(ang[b] - ang[a]).sum()
-        else:
-            dy = com_y[[a, b]].mean() - com_y[[a - 2, a - 1]].mean()
-            dang = np.abs(m - ang[[a - 2, a - 1]].mean(0)).sum()
-        out.append({
-            "height": _bucket(height[[a, b]].mean(), [1.04, 0.9, 0.65], FIELDS["height"]),
-            "trunk": _bucket(-tilt[[a, b]].mean(), [-20, -55], FIELDS["trunk"]),
-            "hands": _bucket(-m[2:4].max(), [-40, -110], FIELDS["hands"]),
-            "elbows": _bucket(m[0:2].min(), [150, 90], FIELDS["elbows"]),
-            "hips": _bucket(m[4:6].min(), [150, 110], FIELDS["hips"]),
-            "knees": _bucket(m[6:8].min(), [150, 110], FIELDS["knees"]),
-            "contact": ("none", "one", "two")[int(contact[[a, b]].min())],
-            "travel": "up" if dy > 0.06 else "down" if dy < -0.06 else "level",
-            "limbs": "moving" if dang > 40 else "still",
-        })  # fmt: skip
-    return out
-
-
-def _range_text(r: int, fields: dict[str, str]) -> str:
-    return f"frames {2 * r + 1}-{2 * r + 2}: " + " ".join(fields[k] for k in FIELDS) + "."
-
-
-def perception_text(pose: dict, frame_indices) -> str:
-    """The body, range by range, over the sampled frames the model sees (16 frames -> 8 ranges)."""
-    return " ".join(_range_text(r, f) for r, f in enumerate(perception_fields(pose, frame_indices)))
-
-
-def messages(text: str | None = None, question: str = QUESTION) -> list[dict]:
-
-    return video_messages(question, text, hint="")
-
-
-def range_question(ranges: list[int]) -> str:
-    return "Describe the body in " + " and ".join(f"frames {2 * r + 1}-{2 * r + 2}" for r in ranges) + "."
-
-
-def answer_slots(fields: list[dict[str, str]], ranges: list[int] | None = None):
-    """The answer for ``ranges`` (all when None) and, per value, (char offset, field, value)."""
-    text, slots = "", []
-    for r in range(len(fields)) if ranges is None else ranges:
-        text += (" " if text else "") + f"frames {2 * r + 1}-{2 * r + 2}:"
-        for k in FIELDS:
-            text += " "
-            slots.append((len(text), k, fields[r][k]))
-            text += fields[r][k]
-        text += "."
-    return text, slots
-
-
-# ---- data: rendered clips -> (frames, metadata, text) ----
-
-
-def render_example(
-    label: str,
-    seed: int,
-    level: str,
-    size: int = 112,
-    video_size: int = 56,
-    num_frames: int = 16,
-    crop: float = 1.0,
-) -> dict:
-    """One clip as the model sees it: sampled like ``read_video`` (uniform indices, resized square).
-    ``crop`` < 1: sample from a random window of at least that fraction of the clip, so that a frame
-    range's position no longer tells what the body does there (clips start and end alike)."""
-
-    frames, rec = render_clip(label, int(seed), level, size)
-    t = rec["num_frames"]
-    if crop < 1.0:
-        rng = np.random.default_rng([int(seed), 7])
-        length = min(t, max(num_frames // 2, int(round(t * rng.uniform(crop, 1.0)))))
-        start = int(rng.integers(0, t - length + 1))
-        idx = [start + i for i in sample_indices(length, num_frames)]
-    else:
-        idx = sample_indices(t, num_frames)
-    fields = perception_fields(rec["pose"], idx)
-    return {
-        "frames": resize_square(frames[idx], video_size), "indices": idx, "fps": float(rec["fps"]),
-        "total_frames": int(rec["num_frames"]), "label": label, "level": level, "seed": int(seed),
-        "fields": fields, "text": " ".join(_range_text(r, f) for r, f in enumerate(fields)),
-        "record": {k: v for k, v in rec.items() if k != "pose"},  # label, phases, fps...: what a teacher reads
-    }  # fmt: skip
-
-
-def _render_task(task):
-    return render_example(*task)
-
-
-def _one_thread():
-    torch.set_num_threads(1)  # a 16-frame resize is slower with threads fighting the other workers
-
-
-def render_pool(
-    per_class: int,
-    level: str,
-    split: str = "pretrain",
-    seed: int = 0,
-    size: int = 112,
-    video_size: int = 56,
-    num_frames: int = 16,
-    workers: int = 2,
-    crop: float = 1.0,
-) -> list[dict]:
-    """``per_class`` clips of every class at ``level`` from the SynthAct split ``split`` (seeds hash it)."""
-
-    tasks = [(label, clip_seed(seed, split, label, i), level, size, video_size, num_frames, crop)
-             for i in range(per_class) for label in CLASSES]  # fmt: skip
-    if workers <= 1:
-        threads = torch.get_num_threads()
-        _one_thread()
-        try:
-            return [_render_task(t) for t in tasks]
-        finally:
-            torch.set_num_threads(threads)
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_one_thread) as pool:
-        return pool.map(_render_task, tasks, chunksize=16)
-
-
-def to_example(item: dict, ranges: list[int] | None = None) -> dict:
-    """A pool item -> what VideoCollator takes (frames, video_metadata, messages). ``ranges``: ask
-    for these frame ranges only (the question names them); None: the whole description."""
-    video = Video(
-        item["frames"], item["indices"], item["fps"], item["total_frames"], f"synthact:{item['seed']}"
-    )
-    if ranges is None:
-        msgs = messages(item["text"])
-    else:
-        msgs = messages(answer_slots(item["fields"], ranges)[0], range_question(ranges))
-    return {"frames": item["frames"], "video_metadata": video.metadata(), "messages": msgs}
+from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base
 
 
 class PerceptionData:
@@ -266,23 +93,6 @@ class PerceptionData:
             return {k: [it[k] for it in items] for k in ("frames", "video_metadata", "messages")}
 
         return datasets.Dataset.from_dict({"i": list(range(self.length))}).with_transform(transform)
-
-
-# ---- build, cache, evaluate ----
-
-
-def perception_items(recipe: Recipe, per_class: int, level: str, split: str, workers: int = 1) -> list[dict]:
-    """``per_class`` rendered clips of each class at ``level`` from SynthAct split ``split``, for evaluating."""
-    return render_pool(
-        per_class,
-        level,
-        split=split,
-        seed=recipe.base.seed,
-        size=recipe.data.synthact_size,
-        video_size=recipe.video.size,
-        num_frames=recipe.video.num_frames,
-        workers=workers,
-    )
 
 
 def _slot_targets(tok, item: dict, ranges: list[int] | None = None):
@@ -377,19 +187,32 @@ def build_base(
         size=recipe.data.synthact_size, video_size=recipe.video.size, num_frames=recipe.video.num_frames
     )
     # one split name per level: the levels get different motions, not the same clips redrawn
-    pools = [render_pool(cfg.pool_per_class, lv, f"{cfg.split}-{lv}", cfg.seed, workers=cfg.workers, crop=cfg.crop,
-                         **size)
-             for lv in cfg.levels]  # fmt: skip
+    pools = [
+        render_pool(
+            cfg.pool_per_class, lv, f"{cfg.split}-{lv}", cfg.seed, workers=cfg.workers, crop=cfg.crop, **size
+        )
+        for lv in cfg.levels
+    ]
     eval_items = [
         it for lv in cfg.levels for it in render_pool(4, lv, cfg.split + "-eval", cfg.seed, workers=1, **size)
     ]
     render_s = time.time() - t0
-    data = PerceptionData(pools, cfg.max_steps * cfg.per_device_train_batch_size, cfg.seed, cfg.mix_start,
-                          cfg.mix_end, cfg.last_share, cfg.ranges_per_example)  # fmt: skip
+    data = PerceptionData(
+        pools,
+        cfg.max_steps * cfg.per_device_train_batch_size,
+        cfg.seed,
+        cfg.mix_start,
+        cfg.mix_end,
+        cfg.last_share,
+        cfg.ranges_per_example,
+    )
     vision = [p for n, p in model.named_parameters() if n.startswith("model.visual.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("model.visual.")]
-    optimizer = torch.optim.AdamW([{"params": rest}, {"params": vision, "lr": cfg.learning_rate * cfg.vision_lr_scale}],
-                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        [{"params": rest}, {"params": vision, "lr": cfg.learning_rate * cfg.vision_lr_scale}],
+        lr=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+    )
     curve = []
 
     def eval_fn(m, step):
@@ -399,24 +222,44 @@ def build_base(
         return {"perception_" + k: v for k, v in acc.items()} | {"perception_wrong_video": blind}
 
     train_dir = out.with_name(out.name + ".train")
-    trainer = train_sft(model, processor, data.dataset(), cfg, VideoCollator(processor), train_dir, eval_fn=eval_fn,
-                        optimizer=optimizer, eval_steps=cfg.eval_steps, train_sampling_strategy="sequential",
-                        disable_tqdm=not progress)  # fmt: skip
+    trainer = train_sft(
+        model,
+        processor,
+        data.dataset(),
+        cfg,
+        VideoCollator(processor),
+        train_dir,
+        eval_fn=eval_fn,
+        optimizer=optimizer,
+        eval_steps=cfg.eval_steps,
+        train_sampling_strategy="sequential",
+        disable_tqdm=not progress,
+    )
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     card = {
-        "key": key, "generator_version": paths.GENERATOR_VERSION, "recipe": recipe.source, "base": dataclasses.asdict(cfg),
-        "tiny": dataclasses.asdict(recipe.model.tiny), "video": dataclasses.asdict(recipe.video),
-        "synthact_size": recipe.data.synthact_size, "seed": cfg.seed, "steps": trainer.state.global_step,
+        "key": key,
+        "generator_version": paths.GENERATOR_VERSION,
+        "recipe": recipe.source,
+        "base": dataclasses.asdict(cfg),
+        "tiny": dataclasses.asdict(recipe.model.tiny),
+        "video": dataclasses.asdict(recipe.video),
+        "synthact_size": recipe.data.synthact_size,
+        "seed": cfg.seed,
+        "steps": trainer.state.global_step,
         "examples": trainer.state.global_step * cfg.per_device_train_batch_size,
-        "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
-        "render_s": round(render_s, 1), "torch_threads": torch.get_num_threads(),
-        "command": f"reasonact base build --profile {recipe.profile} --force", "dtype": "float16",
-        "final_perception": curve[-1] if curve else None, "curve": curve,
+        "wall_s": round(time.time() - t0, 1),
+        "cpu_s": round(time.process_time() - c0, 1),
+        "render_s": round(render_s, 1),
+        "torch_threads": torch.get_num_threads(),
+        "command": f"reasonact base build --profile {recipe.profile} --force",
+        "dtype": "float16",
+        "final_perception": curve[-1] if curve else None,
+        "curve": curve,
         "loss": [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h],
-    }  # fmt: skip
+    }
     (tmp / "base_card.json").write_text(json.dumps(card, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
@@ -448,20 +291,115 @@ def commit_copy(path: str | Path, dest: str | Path = COMMITTED_BASE_DIR) -> Path
     return dest
 
 
-@torch.no_grad()
-def describe(model, processor, item: dict, ranges: list[int], max_new_tokens: int = 24) -> list[dict]:
-    """What a model says about frame ranges of a pool item (``render_example``), next to the truth:
-    ``[{frames, said, truth}]``. Greedy decoding, vision tokens suppressed."""
+def majority_rates(items: list[dict]) -> dict:
+    """Accuracy of always answering each field's most frequent value (on these items)."""
+    out = {}
+    for k in FIELDS:
+        values = [f[k] for it in items for f in it["fields"]]
+        out[k] = max(values.count(v) for v in set(values)) / len(values)
+    return {**out, "mean": float(np.mean(list(out.values())))}
 
-    out = []
-    for r in ranges:
-        ex = to_example(item, [r])
-        prompt = processor.apply_chat_template(ex["messages"][:1], add_generation_prompt=True, tokenize=False)
-        inputs = processor(text=[prompt], videos=[ex["frames"]], video_metadata=[ex["video_metadata"]],
-                           do_sample_frames=False, return_tensors="pt")  # fmt: skip
-        ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             suppress_tokens=vision_token_ids(processor))  # fmt: skip
-        said = processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
-        out.append({"frames": f"{2 * r + 1}-{2 * r + 2}", "said": said.strip(),
-                    "truth": answer_slots(item["fields"], [r])[0]})  # fmt: skip
+
+@torch.no_grad()
+def video_features(model, processor, items: list[dict], batch_size: int = 16) -> torch.Tensor:
+    """Frozen features of each clip: the language model's last hidden states on the video tokens,
+    averaged over space within each temporal patch and concatenated in frame order (N, groups*hidden)."""
+    vid = model.config.video_token_id
+    feats = []
+    model.eval()
+    for s in range(0, len(items), batch_size):
+        chunk = items[s : s + batch_size]
+        examples = [to_example(it) for it in chunk]
+        chats = [messages(None) for _ in chunk]
+        videos = [(e["frames"], e["video_metadata"]) for e in examples]
+        batch = encode_chats(processor, chats, videos)
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
+        groups = int(batch["video_grid_thw"][0, 0])
+        for row in range(len(chunk)):
+            h = hidden[row][batch["input_ids"][row] == vid]  # (groups * tokens_per_group, hidden), in order
+            feats.append(h.reshape(groups, -1, h.shape[-1]).mean(1).flatten())
+    return torch.stack(feats).float()
+
+
+def linear_probe(
+    train_x, train_y, test_x, test_y, steps: int = 300, weight_decay: float = 1e-3, seed: int = 0
+) -> float:
+    """Multinomial logistic regression (full batch, standardised features); test accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
+    xtr, xte = (train_x - mu) / sd, (test_x - mu) / sd
+    n_cls = int(max(train_y.max(), test_y.max())) + 1
+    w = (torch.randn(xtr.shape[1], n_cls, generator=g) * 0.01).requires_grad_()
+    b = torch.zeros(n_cls, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=1e-2, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(xtr @ w + b, train_y).backward()
+        opt.step()
+    with torch.no_grad():
+        return float(((xte @ w + b).argmax(1) == test_y).float().mean())
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model, processor, items: list[dict]) -> dict:
+    """Score every class name as the answer to the action question; the likeliest one is the prediction.
+    A model pretrained on perception only must be about chance (1/12)."""
+
+    collator, preds = VideoCollator(processor), []
+    model.eval()
+    for it in items:
+        ex = to_example(it)
+        batch = collator(
+            [
+                {**ex, "messages": video_messages(ACTION_QUESTION, f"<answer>{c.replace('_', ' ')}</answer>")}
+                for c in CLASSES
+            ]
+        )
+        labels = batch.pop("labels")
+        logp = torch.log_softmax(model(**batch).logits[:, :-1].float(), -1)
+        tgt = labels[:, 1:]
+        ll = (logp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0] * (tgt != -100)).sum(1)
+        preds.append(CLASSES[int(ll.argmax())])
+    acc = float(np.mean([p == it["label"] for p, it in zip(preds, items)]))
+    return {"accuracy": acc, "chance": 1 / len(CLASSES), "distinct_predictions": len(set(preds))}
+
+
+def evaluate_base(
+    path: str | Path,
+    recipe: Recipe,
+    per_class: int = 8,
+    probe_train_per_class: int = 20,
+    level: str = "medium",
+    random_init: bool = True,
+) -> dict:
+    """Does the base see? Held-out perception accuracy per field (against the majority rate and against
+    the same texts on the wrong videos), a linear probe of its frozen features for the action class
+    (against the random-init model), and zero-shot action accuracy (must be about chance)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    t0 = time.time()
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(path)
+    split = recipe.base.split
+    out = {"path": str(path), "level": level}
+    for lv in sorted({"easy", level}):
+        items = perception_items(recipe, per_class, lv, split + "-test")
+        out[f"perception_{lv}"] = perception_accuracy(model, processor, items)
+        out[f"perception_{lv}_wrong_video"] = perception_accuracy(model, processor, items, swap_videos=True)
+        out[f"majority_{lv}"] = majority_rates(items)
+    train = perception_items(recipe, probe_train_per_class, level, split + "-probe-train")
+    test = perception_items(recipe, per_class, level, split + "-probe-test")
+    ytr = torch.tensor([CLASSES.index(it["label"]) for it in train])
+    yte = torch.tensor([CLASSES.index(it["label"]) for it in test])
+    models = {"base": model}
+    if random_init:
+        init = build_tiny_model(cfg=recipe.model.tiny, video_size=recipe.video.size)
+        models["random_init"] = AutoModelForImageTextToText.from_pretrained(init, dtype=torch.float32)
+    out["probe"] = {
+        name: linear_probe(video_features(m, processor, train), ytr, video_features(m, processor, test), yte)
+        for name, m in models.items()
+    }
+    out["probe"]["chance"] = 1 / len(CLASSES)
+    out["zero_shot"] = zero_shot_accuracy(model, processor, test)
+    out["seconds"] = round(time.time() - t0, 1)
     return out

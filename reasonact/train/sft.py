@@ -29,11 +29,11 @@ from reasonact.data.manifest import read_manifest, spread
 from reasonact.data.synthact import ensure_dataset
 from reasonact.library import load_library
 from reasonact.paths import FOLDERS, prior_adapters, read_jsonl, run_dir, stage_dir, write_metrics
-from reasonact.prompts import QUESTION, format_hint, video_messages
+from reasonact.prompts import QUESTION, encode_chats, format_hint, video_messages
 from reasonact.rewards.basic import format_ok, is_correct
 from reasonact.rewards.parse import parse
 from reasonact.video import VideoDecodeError, read_video
-from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, load_model, vision_token_ids
+from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, generate, load_model
 
 IGNORE = -100  # the label value the cross-entropy loss skips
 
@@ -54,16 +54,9 @@ class VideoCollator:
         self.vision_ids = torch.tensor([tok.convert_tokens_to_ids(t) for t in VISION_TOKENS])
 
     def __call__(self, examples: list[dict]) -> dict:
-        texts = [self.processor.apply_chat_template(ex["messages"], tokenize=False) for ex in examples]
-        kwargs = {}
-        videos = [ex for ex in examples if ex.get("frames") is not None]
-        if videos:
-            kwargs = dict(
-                videos=[ex["frames"] for ex in videos],
-                do_sample_frames=False,
-                video_metadata=[ex["video_metadata"] for ex in videos],
-            )
-        batch = self.processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kwargs)
+        chats = [ex["messages"] for ex in examples]
+        videos = [(ex["frames"], ex["video_metadata"]) for ex in examples if ex.get("frames") is not None]
+        batch = encode_chats(self.processor, chats, videos, add_generation_prompt=False)
         batch["labels"] = self.labels(batch["input_ids"], batch["attention_mask"])
         return batch
 
@@ -437,33 +430,19 @@ def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 
             "format": float(np.mean([format_ok(t, fmt == "process") for t in texts])),
             "clips": len(records),
             "example": texts[0] if texts else "",
+            "example_label": records[0]["label"] if records else "",
         }
 
     return run
 
 
-@torch.no_grad()
-def text_answers(
-    model, processor, rows: list[dict], max_new_tokens: int = 128, batch_size: int = 16
-) -> list[str]:
+def text_answers(model, processor, rows: list[dict], max_new_tokens: int = 128, batch_size: int = 16):
     """Greedy completions of text-only chat rows (their last, assistant, turn left out)."""
-
-    tok = processor.tokenizer
-    was_training = model.training
+    was_training, out = model.training, []
     model.eval()
-    out = []
     for i in range(0, len(rows), batch_size):
-        prompts = [
-            processor.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False)
-            for r in rows[i : i + batch_size]
-        ]
-        enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left").to(model.device)
-        ids = model.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, suppress_tokens=vision_token_ids(processor)
-        )
-        out += [
-            t.strip() for t in tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        ]
+        chats = [r["messages"][:-1] for r in rows[i : i + batch_size]]
+        out += generate(model, processor, chats, max_new_tokens=max_new_tokens, do_sample=False)[0]
     model.train(was_training)
     return out
 

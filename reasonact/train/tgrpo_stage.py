@@ -31,12 +31,30 @@ from reasonact.train.tgrpo import VideoGRPOTrainer, reward_setup
 from reasonact.video import read_video
 from reasonact.vlm import complete_clips, count_parameters, load_model
 
-CURVE_KEYS = ("reward", "rewards/total/mean", "rewards/accuracy", "rewards/format", "rewards/subaction",
-              "rewards/temporal_consistency", "rewards/temporal_contrast/mean", "rewards/perception/mean",
-              "rewards/reasoning/mean", "tgrpo/ordered_accuracy", "tgrpo/shuffled_accuracy",
-              "tgrpo/bonus_group_share", "kl", "clip_ratio/region_mean", "completions/mean_length",
-              "entropy", "loss", "time/generation", "time/shuffled_generation", "time/rewards",
-              "time/loss_forward", "time/backward")  # fmt: skip
+CURVE_KEYS = (
+    "reward",
+    "rewards/total/mean",
+    "rewards/accuracy",
+    "rewards/format",
+    "rewards/subaction",
+    "rewards/temporal_consistency",
+    "rewards/temporal_contrast/mean",
+    "rewards/perception/mean",
+    "rewards/reasoning/mean",
+    "tgrpo/ordered_accuracy",
+    "tgrpo/shuffled_accuracy",
+    "tgrpo/bonus_group_share",
+    "kl",
+    "clip_ratio/region_mean",
+    "completions/mean_length",
+    "entropy",
+    "loss",
+    "time/generation",
+    "time/shuffled_generation",
+    "time/rewards",
+    "time/loss_forward",
+    "time/backward",
+)
 
 
 def tgrpo_rows(recipe, manifest: str | Path | None = None) -> tuple[list[dict], Path]:
@@ -56,10 +74,20 @@ def tgrpo_rows(recipe, manifest: str | Path | None = None) -> tuple[list[dict], 
     if missing:
         raise FileNotFoundError(f"{path}: {len(missing)} video file(s) not found, e.g. {missing[0]}")
     prompt = video_messages(QUESTION, hint=format_hint("process" if cfg.process_aware else "plain"))
-    rows = [{"prompt": prompt, "video": r["video"], "label": r["label"], "dataset": r["dataset"],
-             "phases": r.get("phases"), "fps": r.get("fps"), "num_frames": r.get("num_frames"),
-             "duration_s": r.get("duration_s"), "num_sampled_frames": recipe.video.num_frames}
-            for r in records]  # fmt: skip
+    rows = [
+        {
+            "prompt": prompt,
+            "video": r["video"],
+            "label": r["label"],
+            "dataset": r["dataset"],
+            "phases": r.get("phases"),
+            "fps": r.get("fps"),
+            "num_frames": r.get("num_frames"),
+            "duration_s": r.get("duration_s"),
+            "num_sampled_frames": recipe.video.num_frames,
+        }
+        for r in records
+    ]
     return rows, path
 
 
@@ -118,8 +146,15 @@ def score_clips(model, processor, recipe, records: list[dict], seed: int = 0, ba
         k: [r.get(k) for r in records]
         for k in ("label", "dataset", "phases", "fps", "num_frames", "duration_s")
     }
-    rows = reward_components(None, texts, weights=cfg.weights, process_aware=cfg.process_aware,
-                             scorer=scorer_for(recipe.data.embedding_model), num_sampled_frames=[recipe.video.num_frames] * len(records), **cols)  # fmt: skip
+    rows = reward_components(
+        None,
+        texts,
+        weights=cfg.weights,
+        process_aware=cfg.process_aware,
+        scorer=scorer_for(recipe.data.embedding_model),
+        num_sampled_frames=[recipe.video.num_frames] * len(records),
+        **cols,
+    )
     out = {"clips": len(rows), "seed": seed}
     for key in rows[0] if rows else ():
         out[key] = round(float(np.mean([r[key] for r in rows])), 4)
@@ -127,12 +162,24 @@ def score_clips(model, processor, recipe, records: list[dict], seed: int = 0, ba
 
 
 def _curve(history: list[dict]) -> list[dict]:
-    return [{"step": h["step"], **{k: h[k] for k in CURVE_KEYS if h.get(k) is not None}}
-            for h in history if "reward" in h or "loss" in h]  # fmt: skip
+    return [
+        {"step": h["step"], **{k: h[k] for k in CURVE_KEYS if h.get(k) is not None}}
+        for h in history
+        if "reward" in h or "loss" in h
+    ]
 
 
-def build_trainer(recipe, output_dir: str | Path, run=None, *, skip=(), manifest: str | Path | None = None,
-                  scorer=None, callbacks=None, **overrides):  # fmt: skip
+def build_trainer(
+    recipe,
+    output_dir: str | Path,
+    run=None,
+    *,
+    skip=(),
+    manifest: str | Path | None = None,
+    scorer=None,
+    callbacks=None,
+    **overrides,
+):
     """``(trainer, info)``: the model (base + the run's earlier adapters merged + a fresh LoRA), the clips,
     the rewards and a VideoGRPOTrainer writing checkpoints to ``output_dir``. ``info``: rows, data file,
     merged adapters."""
@@ -156,15 +203,32 @@ def build_trainer(recipe, output_dir: str | Path, run=None, *, skip=(), manifest
         warnings.filterwarnings(
             "ignore", message="You have requested `ensure_weight_tying`, but no tied modules"
         )
-        trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, processing_class=processor,
-                                   train_dataset=rows_dataset(rows), callbacks=callbacks,
-                                   frames=recipe.video.frames(),
-                                   shuffled_generations=cfg.shuffled_generations, process_aware=cfg.process_aware)  # fmt: skip
+        trainer = VideoGRPOTrainer(
+            model=model,
+            reward_funcs=funcs,
+            args=args,
+            processing_class=processor,
+            train_dataset=rows_dataset(rows),
+            callbacks=callbacks,
+            frames=recipe.video.frames(),
+            shuffled_generations=cfg.shuffled_generations,
+            process_aware=cfg.process_aware,
+        )
     return trainer, {"rows": rows, "file": source, "adapters": adapters}
 
 
-def train_tgrpo(recipe, run=None, resume: bool = True, *, progress: bool = False, skip=(), callbacks=None,
-                manifest: str | Path | None = None, scorer=None, **overrides) -> dict:  # fmt: skip
+def train_tgrpo(
+    recipe,
+    run=None,
+    resume: bool = True,
+    *,
+    progress: bool = False,
+    skip=(),
+    callbacks=None,
+    manifest: str | Path | None = None,
+    scorer=None,
+    **overrides,
+) -> dict:
     """Stage 3: T-GRPO on the recipe's ``tgrpo`` section; returns the metrics (also in metrics.json).
 
     ``resume``: continue from the last checkpoint in ``05_tgrpo/checkpoints`` when there is one.
@@ -175,8 +239,17 @@ def train_tgrpo(recipe, run=None, resume: bool = True, *, progress: bool = False
 
     cfg = recipe.tgrpo
     out = stage_dir(run, "tgrpo", recipe.profile)
-    trainer, info = build_trainer(recipe, out / "checkpoints", run, skip=skip, manifest=manifest, scorer=scorer,
-                                  callbacks=callbacks, disable_tqdm=not progress, **overrides)  # fmt: skip
+    trainer, info = build_trainer(
+        recipe,
+        out / "checkpoints",
+        run,
+        skip=skip,
+        manifest=manifest,
+        scorer=scorer,
+        callbacks=callbacks,
+        disable_tqdm=not progress,
+        **overrides,
+    )
     if not progress:  # batch / --json: the log dicts go to metrics.json's curve, not to stdout
         from transformers import PrinterCallback
 
@@ -196,20 +269,36 @@ def train_tgrpo(recipe, run=None, resume: bool = True, *, progress: bool = False
     logged = [c for c in curve if "reward" in c]
     steps = trainer.state.global_step
     metrics = {
-        "stage": "tgrpo", "steps": steps, "resumed_from": ckpt, "train_seconds": round(seconds, 1),
-        "seconds_per_step": round(seconds / max(steps, 1), 3), "process_aware": cfg.process_aware,
-        "first_log": logged[0] if logged else {}, "last_log": logged[-1] if logged else {},
-        "before": before, "after": after, "curve": curve,
+        "stage": "tgrpo",
+        "steps": steps,
+        "resumed_from": ckpt,
+        "train_seconds": round(seconds, 1),
+        "seconds_per_step": round(seconds / max(steps, 1), 3),
+        "process_aware": cfg.process_aware,
+        "first_log": logged[0] if logged else {},
+        "last_log": logged[-1] if logged else {},
+        "before": before,
+        "after": after,
+        "curve": curve,
         "data": {"file": str(info["file"]), "clips": len(info["rows"]), "eval_clips": len(held_out)},
-        "merged_adapters": [str(a) for a in info["adapters"]], "parameters": count_parameters(model),
-    }  # fmt: skip
+        "merged_adapters": [str(a) for a in info["adapters"]],
+        "parameters": count_parameters(model),
+    }
     if trainer.is_world_process_zero():
         model.save_pretrained(out / "adapter", selected_adapters=["default"])  # not TRL's "ref" copy
-        card = {"stage": "tgrpo", "recipe": recipe.source, "profile": recipe.profile,
-                "model": recipe.model.name_or_path or ("tiny perception base" if recipe.model.use_base else "tiny random init"),
-                "tgrpo": dataclasses.asdict(cfg), "lora": dataclasses.asdict(recipe.model.lora),
-                "video": dataclasses.asdict(recipe.video), "reward_functions": trainer.reward_func_names,
-                "reward_weights": weights, "metrics": metrics}  # fmt: skip
+        card = {
+            "stage": "tgrpo",
+            "recipe": recipe.source,
+            "profile": recipe.profile,
+            "model": recipe.model.name_or_path
+            or ("tiny perception base" if recipe.model.use_base else "tiny random init"),
+            "tgrpo": dataclasses.asdict(cfg),
+            "lora": dataclasses.asdict(recipe.model.lora),
+            "video": dataclasses.asdict(recipe.video),
+            "reward_functions": trainer.reward_func_names,
+            "reward_weights": weights,
+            "metrics": metrics,
+        }
         (out / "model_card.json").write_text(json.dumps(card, indent=1, default=str) + "\n")
         write_metrics(out, metrics)
     return metrics
