@@ -42,7 +42,9 @@ def test_perception_text_never_names_actions_phases_or_sub_actions():
     for label in sa.CLASSES:
         for i in range(16):  # 192 clips: every class, varied timing
             _, rec = sa.render_clip(label, sa.clip_seed(0, "test-base", label, i), "easy", 64)
-            texts.append(perception.perception_text(rec["pose"], perception.sample_indices(rec["num_frames"], 16)))
+            texts.append(
+                perception.perception_text(rec["pose"], perception.sample_indices(rec["num_frames"], 16))
+            )
     for text in texts:
         assert not pattern.search(text.lower()), (pattern.search(text.lower()).group(0), text)
         words = set(re.sub(r"frames \d+-\d+:", " ", text).replace(".", " ").split())

@@ -301,7 +301,12 @@ def test_a_trainer_that_writes_no_adapter_is_an_error(tmp_path):
 
 def _run(row, accs, shuffled=None):
     stat = lambda v: {"per_seed": dict(zip(["1", "11", "21"], v))}  # noqa: E731
-    metrics = {"accuracy": stat(accs), "format": stat([1.0, 1.0, 0.5]), "clips": 36}
+    metrics = {
+        "accuracy": stat(accs),
+        "format": stat([1.0, 1.0, 0.5]),
+        "c_bind": stat([0.2, 0.4, 0.6]),
+        "clips": 36,
+    }
     if shuffled:
         metrics["order_only"] = {"ordered": stat(accs), "shuffled": stat(shuffled)}
     return {"row": row, "train_seed": None, "stages": [{"key": f"k-{row}", "seconds": 10.0}],
@@ -330,13 +335,16 @@ rows:
     assert "| *Paradigm* |" in text and "| *Rewards* |" in text
     # baseline: mean 50.0, std 10.0 (ddof 1); format mean 5/6
     assert (
-        "| Baseline | 50.0 ± 10.0 | – | 83.3 ± 28.9 | – | – | 50.0 ± 10.0 | 50.0 ± 0.0 | 49.3 / 78.3 |"
+        "| Baseline | 50.0 ± 10.0 | – | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | 50.0 ± 10.0 | 50.0 ± 0.0 | 49.3 / 78.3 |"
         in lines
     )
     # SFT: 70.0 ± 10.0; paired differences +20, 0, +40 -> +20.0 ± 20.0
-    assert "| SFT | 70.0 ± 10.0 | +20.0 ± 20.0 | 83.3 ± 28.9 | – | – | – | – | 53.1 / 82.5 (+3.8) |" in lines
+    assert (
+        "| SFT | 70.0 ± 10.0 | +20.0 ± 20.0 | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | – | – | 53.1 / 82.5 (+3.8) |"
+        in lines
+    )
     # RL: 60.0 ± 26.5; differences 0, +30, 0 -> +10.0 ± 17.3; no paper numbers
-    assert "| RL | 60.0 ± 26.5 | +10.0 ± 17.3 | 83.3 ± 28.9 | – | – | – | – | – |" in lines
+    assert "| RL | 60.0 ± 26.5 | +10.0 ± 17.3 | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | – | – | – |" in lines
     # RL minus SFT, paired by seed: -20, +30, -40 -> -10.0 ± 36.1; no completions, so no interval
     assert "| RL | SFT | -10.0 ± 36.1 | – |" in lines
     assert "| Configuration | 1 | 11 | 21 |" in text
@@ -419,14 +427,16 @@ def test_rows_carry_bootstrap_intervals_and_the_summary_json(tmp_path):
     full = summary["rows"]["full"]
     assert full["accuracy"]["mean"] == pytest.approx(32.0) and full["accuracy"]["ci95"][0] < 32.0
     assert set(full) == {"accuracy", "delta_vs_baseline", "delta_vs", "sit_stand_ordered", "sit_stand_shuffled",
-                         "format", "train_seeds"}  # fmt: skip
+                         "format", "subaction_precision", "subaction_recall", "c_bind", "train_seeds"}  # fmt: skip
     # full minus sft: one more adapter, +0.1 at every seed; 10 more clips right per seed, paired
     vlo, vhi = rows["full"]["vs"]["delta"]["ci95"]
     assert rows["full"]["vs"]["row"] == "sft" and 0 < vlo <= 0.1 <= vhi < 0.2
     assert full["delta_vs"]["row"] == "sft" and full["delta_vs"]["mean"] == pytest.approx(10.0)
     assert summary["rows"]["sft"]["delta_vs"] is None
     text = (tmp_path / "xp" / "t_tiny" / "table.md").read_text()
-    assert "| Full | FRE + V-SFT | +10.0 ± 0.0 [" in text and text.split("| Full | FRE + V-SFT |")[1].split("\n")[0].endswith("| yes |")
+    assert "| Full | FRE + V-SFT | +10.0 ± 0.0 [" in text and text.split("| Full | FRE + V-SFT |")[1].split(
+        "\n"
+    )[0].endswith("| yes |")
     assert not (REPO_ROOT / "results" / "t_tiny.json").exists()  # a table outside configs/experiments
 
 

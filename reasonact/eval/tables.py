@@ -26,7 +26,9 @@ COLUMNS = (  # (key in a table row, header, scale)
     ("accuracy", "Accuracy (%)", 100),
     ("delta", "Δ vs baseline (points, paired)", 100),
     ("format", "Format (%)", 100),
+    ("subaction_precision", "Sub-action precision (%)", 100),
     ("subaction_recall", "Sub-action recall (%)", 100),
+    ("c_bind", "C_bind (%)", 100),
     ("temporal_consistency", "C_tc (%)", 100),
     ("order_ordered", "sit/stand ordered (%)", 100),
     ("order_shuffled", "sit/stand shuffled (%)", 100),
@@ -146,6 +148,7 @@ def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
             "sit_stand_ordered": pct(r.get("order_ordered")),
             "sit_stand_shuffled": pct(r.get("order_shuffled")),
             "format": pct(r.get("format")),
+            **{k: pct(r.get(k)) for k in ("subaction_precision", "subaction_recall", "c_bind")},
             "train_seeds": r.get("train_seeds", []),
         }
     clips = sorted({c for r in table["rows"] for c in r.get("clips", []) if c is not None})
