@@ -479,3 +479,27 @@ def test_a_whole_table_of_the_experiments_folder_is_written_to_results(tmp_path,
     assert summary == json.loads((tmp_path / "xp" / "t_tiny" / "summary.json").read_text())
     partial = experiment(tmp_path, Fakes(), overrides=over).run(rows=["base", "full"])
     assert str(written) not in partial["files"]["summary"]  # only whole tables are committed
+
+
+def test_the_committed_tables_hold_what_they_claim():
+    """results/*.json (written by `reasonact experiments`, never by hand): the issue-17 schema, percentages in
+    0-100, every interval around its mean, at least 3 training seeds per trained row, and each compared row's
+    difference consistent with the two rows' means."""
+    files = sorted((REPO_ROOT / "results").glob("table*_tiny*.json"))
+    assert REPO_ROOT / "results" / "table1_tiny.json" in files
+    for path in files:
+        t = json.loads(path.read_text())
+        assert {"commit", "level", "clips", "rows"} <= set(t) and t["rows"], path
+        for name, row in t["rows"].items():
+            where = f"{path.name}: {name}"
+            assert {"accuracy", "sit_stand_ordered", "sit_stand_shuffled", "format", "train_seeds"} <= set(
+                row
+            )
+            acc = row["accuracy"]
+            lo, hi = acc["ci95"]
+            assert 0 <= lo <= acc["mean"] <= hi <= 100, where
+            if name != t["baseline"]:
+                assert len(row["train_seeds"]) >= 3, where
+            if row.get("delta_vs"):
+                other = t["rows"][row["delta_vs"]["row"]]["accuracy"]["mean"]
+                assert row["delta_vs"]["mean"] == pytest.approx(acc["mean"] - other, abs=0.02), where
