@@ -38,3 +38,18 @@ def test_runner_injects_parameters_and_names_failing_cell(tmp_path):
     assert json.loads((tmp_path / "run" / "p.json").read_text()) == ["tiny", 7, False]
     assert (tmp_path / "run" / "notebooks" / "01_bad.ipynb").exists()
     assert any("00_ok.ipynb ok" in line for line in logs)
+
+
+def test_the_runner_makes_the_model_ready_before_the_first_notebook(tmp_path, monkeypatch):
+    """Loading in a notebook never trains: `reasonact run` builds the profile's model first."""
+    import papermill
+
+    import reasonact.notebooks as nbs
+
+    calls = []
+    monkeypatch.setattr(nbs, "ensure_model", lambda recipe, progress: calls.append(("model", recipe.profile)))
+    monkeypatch.setattr(papermill, "execute_notebook", lambda src, *a, **k: calls.append(("run", src[-11:])))
+    for name in ["00_a.ipynb", "01_b.ipynb"]:
+        _nb(tmp_path / name, "x = 1")
+    run_notebooks("tiny", run=tmp_path / "run", directory=tmp_path, log=lambda *a: None)
+    assert calls == [("model", "tiny"), ("run", "/00_a.ipynb"), ("run", "/01_b.ipynb")]
