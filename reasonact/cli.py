@@ -10,7 +10,8 @@ reasonact cot fre-data --profile tiny --out DIR
 reasonact model build-tiny [--profile tiny] [--json]
 reasonact train fre|vsft|tgrpo [--profile tiny | --config F] [--run R] [--set k=v]
 reasonact eval --profile tiny [--run R] [--stage base|fre|vsft|tgrpo] [--manifest M | --protocol P] [--seeds ...]
-reasonact experiments table1|table2 --profile tiny [--rows a,b] [--clips-per-class N] [--out DIR] [--dry-run] [--json]
+reasonact experiments table1|table2 --profile tiny [--rows a,b] [--clips-per-class N] [--order-clips-per-class N]
+                     [--out DIR] [--dry-run] [--json]
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ def cmd_experiments(args) -> int:
         log=log,
         progress=not args.json,
         command=command,
+        order_clips=args.order_clips_per_class,
     )
     if args.dry_run:
         plan = exp.plan(rows)
@@ -241,7 +243,8 @@ def cmd_experiments(args) -> int:
             chain = " -> ".join(
                 f"{s['stage']} {s['key']}" + (" (done)" if s["done"] else "") for s in p["stages"]
             )
-            print(f"{p['row']}: {chain or 'base'} | {p['eval']}" + (" (done)" if p["eval_done"] else ""))
+            probe, done = f" + order probe {p['order_eval']}" if p["order_eval"] else "", p["eval_done"]
+            print(f"{p['row']}: {chain or 'base'} | {p['eval']}{probe}" + (" (done)" if done else ""))
         return 0
     import contextlib
 
@@ -449,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="evaluate N test clips of each class (default: the table's; 0: all)",
     )
+    xp.add_argument("--order-clips-per-class", type=int, help="order probe: N new sit, N stand clips; 0: off")
     xp.add_argument("--train-seeds", type=int, nargs="+", default=None, help="train every row once per seed")
     xp.add_argument("--root", default=None, help="trained stages and evaluations (default: runs/experiments)")
     xp.add_argument("--out", default=None, help="table folder (default: <root>/<table>_<profile>)")

@@ -44,7 +44,7 @@ def test_shipped_tables_parse_and_share_stages(tmp_path):
     t1, t2 = load_table("table1"), load_table("table2")
     assert [r.name for r in t1.select()] == ["baseline", "fre", "vsft", "tgrpo", "full"]  # video_r1: optional
     assert [r.name for r in t1.select(["video_r1"])] == ["video_r1"]
-    assert len(t2.select()) == 13 and t2.baseline == "baseline"
+    assert len(t2.select()) == 15 and t2.baseline == "baseline"
     plan1 = {p["row"]: p for p in Experiment(t1, "tiny", root=tmp_path).plan()}
     plan2 = {p["row"]: p for p in Experiment(t2, "tiny", root=tmp_path).plan()}
     keys = lambda p: [s["key"] for s in p["stages"]]  # noqa: E731
@@ -61,7 +61,8 @@ def test_shipped_tables_parse_and_share_stages(tmp_path):
     )  # same model, same clips: evaluated once for both
     assert keys(plan2["direct_vsft"])[0] != prefix[1] and len(keys(plan2["direct_tgrpo"])) == 1
     distinct = {k for p in plan2.values() for k in keys(p)}
-    assert len(distinct) == 2 + 1 + 1 + 7  # fre, vsft; direct vsft; direct tgrpo; 7 tgrpo variants
+    assert len(distinct) == 2 + 1 + 1 + 9  # fre, vsft; direct vsft; direct tgrpo; 9 tgrpo variants
+    assert plan1["full"]["order_eval"] == plan2["complete"]["order_eval"]  # one order probe per model too
     assert plan2["baseline"]["stages"] == [] and not plan2["baseline"]["eval_done"]
     # the baseline row is always evaluated (the paired differences need it)
     assert [p["row"] for p in Experiment(t1, "tiny", root=tmp_path).plan(["full"])] == ["baseline", "full"]
@@ -279,6 +280,69 @@ def test_clips_per_class_evaluates_a_stratified_subset(tmp_path):
     assert again.evaluated == []  # the subset's evaluation is reused too
 
 
+class ProbeFakes(Fakes):
+    """The order probe's evaluations: every ordered clip right, shuffled ones right at odd clip numbers."""
+
+    def evaluate(self, recipe, run, stage, out, manifest, progress):
+        if manifest is None or not Path(manifest).name.startswith("synthact_order"):
+            return super().evaluate(recipe, run, stage, out, manifest, progress)
+        from reasonact.data.manifest import read_manifest
+
+        self.manifests.append(manifest)
+        clips = read_manifest(manifest)
+        rows = [{"clip": Path(c["video"]).stem, "seed": s, "condition": cond, "label": c["label"],
+                 "accuracy": float(cond == "ordered" or i % 2)}
+                for s in recipe.eval.seeds for i, c in enumerate(clips) for cond in ("ordered", "shuffled")]  # fmt: skip
+        (Path(out) / "synthact_order").mkdir(parents=True, exist_ok=True)
+        (Path(out) / "synthact_order" / "completions.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
+        one, half = (
+            mean_std(dict.fromkeys(recipe.eval.seeds, 1.0)),
+            mean_std(dict.fromkeys(recipe.eval.seeds, 0.5)),
+        )
+        order = {"labels": ["sit", "stand"], "ordered": one, "shuffled": half}
+        cond = {"accuracy": half}  # not what the table reads from a probe
+        return {"results": {"synthact_order": {"evaluated": len(clips), "conditions": {"ordered": cond},
+                                               "order_only": order}}, "out": str(out)}  # fmt: skip
+
+
+def test_the_order_probe_renders_its_own_clips_and_feeds_the_sit_stand_columns(tmp_path):
+    """eval.order_clips_per_class: N new clips of each order-only label, disjoint from the test split,
+    rendered once; the sit/stand columns (and their intervals) come from the probe, accuracy does not."""
+    from reasonact.data.manifest import read_manifest
+    from reasonact.data.synthact import ensure_dataset
+
+    fakes = ProbeFakes()
+    exp = experiment(tmp_path, fakes, order_clips=4)
+    plan = exp.plan(["base"])[0]
+    assert plan["order_eval"] and plan["order_eval"] != plan["eval"] and not plan["eval_done"]
+    table = exp.run(rows=["base", "full"])
+    probes = [m for m in fakes.manifests if m and Path(m).name.startswith("synthact_order")]
+    assert len(probes) == 2 and len(set(probes)) == 1  # one clip set, one probe per model
+    clips = read_manifest(probes[0])
+    assert sorted(c["label"] for c in clips) == ["sit"] * 4 + ["stand"] * 4 and {
+        c["split"] for c in clips
+    } == {"order"}
+    test = read_manifest(ensure_dataset(exp.recipe)["manifests"]["test"])
+    assert not {c["seed"] for c in clips} & {c["seed"] for c in test}  # never a test clip again
+    full = {r["name"]: r for r in table["rows"]}["full"]
+    assert full["order_ordered"]["mean"] == 1.0 and full["order_ordered"]["ci95"] == [1.0, 1.0]
+    assert full["order_shuffled"]["mean"] == 0.5 and full["order_shuffled"]["ci95"][0] < 0.5
+    assert full["accuracy"]["mean"] == pytest.approx(0.32) and full["order_clips"] == [8]
+    summary = json.loads((tmp_path / "xp" / "t_tiny" / "summary.json").read_text())
+    assert summary["order_clips"] == [8] and summary["rows"]["full"]["sit_stand_shuffled"]["mean"] == 50.0
+    assert (
+        "the order probe, 4 freshly rendered clips each of sit and stand"
+        in (tmp_path / "xp" / "t_tiny" / "table.md").read_text()
+    )
+    again = ProbeFakes()
+    experiment(tmp_path, again, order_clips=4).run(rows=["base", "full"])
+    assert again.evaluated == [] and again.manifests == []  # probes are reused like evaluations
+    off = experiment(tmp_path, ProbeFakes(), order_clips=0)
+    assert off.plan(["base"])[0]["order_eval"] is None and off.plan(["base"])[0]["eval_done"]
+
+
 def test_training_seeds_pair_each_run_with_the_baseline(tmp_path):
     fakes = Fakes()
     table = experiment(tmp_path, fakes, train_seeds=[1, 2]).run(rows=["base", "sft"])
@@ -363,7 +427,7 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
 
     assert main(["experiments", "table2", "--dry-run", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 13 and out[0].startswith("baseline: base | eval-")
+    assert len(out) == 15 and out[0].startswith("baseline: base | eval-")
     bad = write(tmp_path, "rows:\n  - {name: oops, stages: [fre, fre]}\n")
     assert main(["experiments", str(bad), "--dry-run"]) == 2
     assert f"{bad}: row 'oops' (#1)" in capsys.readouterr().err

@@ -9,7 +9,9 @@ the ``paper``'s numbers (one per ``paper_columns``) and ``stages``: the chain of
 model, each a name (``fre``, ``vsft``, ``tgrpo``) or a mapping ``{stage, set, library_fraction,
 library_seed}``. ``set`` holds dotted recipe keys of that stage's own section. Table-level ``set``
 overrides the recipe for every stage of every row (budget knobs); ``eval.clips_per_class`` evaluates
-the first N test clips of each class; ``train_seeds`` trains every row once per seed.
+the first N test clips of each class; ``eval.order_clips_per_class`` adds the order probe (N freshly
+rendered clips each of the order-only pair, ordered and shuffled); ``train_seeds`` trains every row once per
+seed.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class TableSpec:
     baseline: str | None = None
     paper_columns: list = field(default_factory=list)
     train_seeds: list | None = None
+    order_clips: int | None = None  # sit and stand clips each in the order probe (None: no probe)
 
     def row(self, name: str) -> RowSpec:
         for r in self.rows:
@@ -113,6 +116,7 @@ class RowEntry:
 @dataclass
 class EvalEntry:
     clips_per_class: int | None = None
+    order_clips_per_class: int | None = None
 
 
 @dataclass
@@ -225,6 +229,11 @@ def load_table(name_or_path: str | Path) -> TableSpec:
         raise ExperimentConfigError(
             f"{path}: eval.clips_per_class must be a positive integer or null, got {n!r}"
         )
+    m = t.eval.order_clips_per_class
+    if m is not None and m < 1:
+        raise ExperimentConfigError(
+            f"{path}: eval.order_clips_per_class must be a positive integer or null, got {m!r}"
+        )
     if t.train_seeds is not None and not t.train_seeds:
         raise ExperimentConfigError(f"{path}: train_seeds must be a non-empty list of integers or null")
     spec = TableSpec(
@@ -238,6 +247,7 @@ def load_table(name_or_path: str | Path) -> TableSpec:
         t.baseline or rows[0].name,
         list(t.paper_columns),
         t.train_seeds,
+        m,
     )
     spec.row(spec.baseline)  # must exist
     for i, r in enumerate(rows):

@@ -12,6 +12,13 @@ last stage of the chain is the one evaluated (``run_eval``: SynthAct test split 
 every seed of ``eval.seeds``; ``eval.clips_per_class`` in the table, or ``--clips-per-class``, takes the
 first N clips of each class instead of all of them, so that every class and the order-only pair stay in).
 
+**The order probe.** The test split holds few clips of the order-only pair (sit, stand: the same poses,
+one played backwards), too few for a tight interval on "ordered vs shuffled". With
+``eval.order_clips_per_class: N`` every evaluated model also runs on N clips of each of ``eval.shuffle_labels``
+rendered for this purpose (SynthAct split ``order``: clip seeds no train/val/test clip has, the profile's
+level and size), ordered and shuffled. The table's sit/stand columns then come from the probe; accuracy and
+the other columns from the test clips.
+
 **Sharing and resume.** A trained stage lives in ``<root>/_stages/<key>/``, where ``key`` hashes what
 its weights depend on (its recipe section, LoRA, the model, its data, its library share) and the key
 of the stage before it: rows with the same prefix train it once (all reward ablations reuse one
@@ -40,7 +47,7 @@ from reasonact.config import REPO_ROOT, ConfigError, Recipe, load_config
 from reasonact.cot.filter import generate_cot
 from reasonact.cot.reasoning import build_fre_data
 from reasonact.data.manifest import read_manifest, write_manifest
-from reasonact.data.synthact import CLASSES, ensure_dataset
+from reasonact.data.synthact import CLASSES, ensure_dataset, generate
 from reasonact.eval.experiment_config import (  # noqa: F401  (re-exported: the tables' schema)
     ORDER,
     TABLE_DIR,
@@ -54,7 +61,7 @@ from reasonact.eval.experiment_config import (  # noqa: F401  (re-exported: the 
 from reasonact.eval.protocols import run_eval
 from reasonact.eval.tables import build_table, eval_metrics, summary_json, write_outputs
 from reasonact.library import load_library
-from reasonact.paths import FOLDERS, STAGES
+from reasonact.paths import FOLDERS, GENERATOR_VERSION, STAGES
 from reasonact.rewards.scorer import Scorer
 from reasonact.train.base import ensure_model
 from reasonact.train.sft import train_stage
@@ -152,8 +159,9 @@ def stage_key(stage: str, recipe: Recipe, parent: str, spec: StageSpec) -> str:
     return f"{stage}-{_hash(parts)}"
 
 
-def eval_key(model_key: str, recipe: Recipe, clips_per_class: int | None) -> str:
-    """An evaluation: the model, the decoding and seeds, the frames, the test clips."""
+def eval_key(model_key: str, recipe: Recipe, clips_per_class: int | str | None) -> str:
+    """An evaluation: the model, the decoding and seeds, the frames, the test clips (``order-N``: the order
+    probe's)."""
     d = recipe.data
     parts = {"model": model_key, "eval": _asdict(recipe.eval, {"compare_base", "efficiency_clips"}),
              "video": _asdict(recipe.video), "format": recipe.teacher.format, "clips_per_class": clips_per_class,
@@ -190,12 +198,13 @@ class Experiment:
 
     def __init__(self, spec: TableSpec, profile: str = "tiny", overrides: dict | None = None, root=None,
                  clips_per_class: int | None = None, train_seeds=None, train=None, evaluate=None, log=print,
-                 progress: bool = False, command: str | None = None):  # fmt: skip
+                 progress: bool = False, command: str | None = None, order_clips: int | None = None):  # fmt: skip
         self.spec, self.source = spec, profile
         self.root = Path(root) if root else DEFAULT_ROOT
         # None: the table's setting; 0: every clip of the test split
         self.clips_per_class = spec.clips_per_class if clips_per_class is None else (clips_per_class or None)
         self.train_seeds = list(train_seeds or spec.train_seeds or [None])
+        self.order_clips = spec.order_clips if order_clips is None else (order_clips or None)
         self.train_fn, self.evaluate_fn = train or train_stage_default, evaluate or evaluate_default
         self.log, self.progress, self.command = log or (lambda *a: None), progress, command
         profile_recipe = load_config(profile)
@@ -229,7 +238,9 @@ class Experiment:
     def stage_dir(self, node: Node) -> Path:
         return self.root / "_stages" / node.key
 
-    def eval_dir(self, node: Node) -> Path:
+    def eval_dir(self, node: Node, order: bool = False) -> Path:
+        if order:  # the order probe: its own clips, so its own evaluation
+            return self.root / "_evals" / eval_key(node.key, node.recipe, f"order-{self.order_clips}")
         return self.root / "_evals" / eval_key(node.key, node.recipe, self.clips_per_class)
 
     def plan(self, rows=None) -> list[dict]:
@@ -240,9 +251,10 @@ class Experiment:
                 node = self.chain(row, t)
                 stages = [{"stage": n.stage, "key": n.key, "done": (self.stage_dir(n) / "done.json").is_file()}
                           for n in node.lineage()]  # fmt: skip
-                ev = self.eval_dir(node)
-                out.append({"row": row.name, "train_seed": t, "stages": stages, "eval": ev.name,
-                            "eval_done": (ev / "done.json").is_file()})  # fmt: skip
+                ev = [self.eval_dir(node)] + ([self.eval_dir(node, order=True)] if self.order_clips else [])
+                out.append({"row": row.name, "train_seed": t, "stages": stages, "eval": ev[0].name,
+                            "eval_done": all((e / "done.json").is_file() for e in ev),
+                            "order_eval": ev[1].name if self.order_clips else None})  # fmt: skip
         return out
 
     # -- doing it ------------------------------------------------------------------------------------
@@ -276,23 +288,28 @@ class Experiment:
         self.log(f"  {node.stage} {node.key}: trained in {info['seconds']} s")
         return info
 
-    def ensure_eval(self, node: Node) -> dict:
-        d = self.eval_dir(node)
+    def ensure_eval(self, node: Node, order: bool = False) -> dict:
+        d = self.eval_dir(node, order)
         done = d / "done.json"
+        what = "order probe" if order else "eval"
         if done.is_file():
-            self.log(f"  eval {d.name}: evaluated before, reused")
+            self.log(f"  {what} {d.name}: evaluated before, reused")
             return json.loads(done.read_text())
         t0 = time.time()
         run = self.stage_dir(node) if node.stage != "base" else d
-        self.log(f"  eval {d.name} ({node.stage} {node.key}) ...")
-        manifest = subset_manifest(node.recipe, self.clips_per_class, self.root / "_data")
+        self.log(f"  {what} {d.name} ({node.stage} {node.key}) ...")
+        data = self.root / "_data"
+        if order:
+            manifest = order_manifest(node.recipe, self.order_clips, data)
+        else:
+            manifest = subset_manifest(node.recipe, self.clips_per_class, data)
         summary = self.evaluate_fn(node.recipe, run, node.stage, d, manifest, self.progress)
 
         info = {"key": d.name, "model": node.key, "stage": node.stage, "clips_per_class": self.clips_per_class,
                 "seconds": round(time.time() - t0, 1), "metrics": eval_metrics(summary)}  # fmt: skip
         d.mkdir(parents=True, exist_ok=True)
         done.write_text(json.dumps(info, indent=1, default=str) + "\n")
-        self.log(f"  eval {d.name}: {info['seconds']} s")
+        self.log(f"  {what} {d.name}: {info['seconds']} s")
         return info
 
     def run(self, rows=None, out=None) -> dict:
@@ -309,7 +326,10 @@ class Experiment:
                 node = self.chain(row, t)
                 stages = [self.ensure_stage(n) for n in node.lineage()]
                 ev = self.ensure_eval(node)
-                results.append({"row": row.name, "train_seed": t, "stages": stages, "eval": ev})
+                order = self.ensure_eval(node, order=True) if self.order_clips else None
+                results.append(
+                    {"row": row.name, "train_seed": t, "stages": stages, "eval": ev, "order_eval": order}
+                )
         table = build_table(self.spec, selected, results)
         table["meta"] = self.meta(time.time() - t0)
         out = Path(out) if out else self.root / f"{self.spec.name}_{self.profile}"
@@ -335,7 +355,8 @@ class Experiment:
         r = self.recipe
         return {"table": self.spec.name, "config": str(self.spec.path), "profile": self.profile,
                 "recipe": r.source, "overrides": self.overrides, "root": str(self.root),
-                "clips_per_class": self.clips_per_class, "eval_seeds": list(r.eval.seeds), "train_seeds": self.train_seeds,
+                "clips_per_class": self.clips_per_class, "order_clips_per_class": self.order_clips,
+                "order_labels": list(r.eval.shuffle_labels), "eval_seeds": list(r.eval.seeds), "train_seeds": self.train_seeds,
                 "decoding": {k: getattr(r.eval, k) for k in ("temperature", "top_p", "max_new_tokens")},
                 "steps": {s: getattr(r, s).max_steps for s in ORDER}, "wall_seconds": round(wall, 1),
                 "chance": self._chance(), "command": self.command or
@@ -411,12 +432,27 @@ def subset_manifest(recipe: Recipe, clips_per_class: int | None, data_root: Path
     return write_manifest(keep, path)
 
 
+def order_manifest(recipe: Recipe, clips_per_class: int, data_root: Path) -> Path:
+    """The order probe's clips: ``clips_per_class`` of each of ``eval.shuffle_labels``, rendered once per
+    settings into ``data_root`` (SynthAct split ``order``, the profile's level, size and seed)."""
+    d, labels = recipe.data, list(recipe.eval.shuffle_labels)
+    settings = [labels, d.synthact_level, d.synthact_size, recipe.seed, GENERATOR_VERSION]
+    name = f"synthact_order-{_hash(settings)}-{clips_per_class}"
+    path = Path(data_root) / f"{name}-per-class.jsonl"
+    if not path.is_file():
+        made = generate(Path(data_root) / name, clips_per_class, seed=recipe.seed, level=d.synthact_level,
+                        size=d.synthact_size, splits=(("order", 1.0),), classes=labels, progress=False)  # fmt: skip
+        write_manifest(read_manifest(made["manifests"]["order"]), path)  # video paths made absolute
+    return path
+
+
 def evaluate_default(
     recipe: Recipe, run: Path, stage: str, out: Path, manifest=None, progress: bool = False
 ) -> dict:
-    """``run_eval`` on ``manifest`` (None: the profile's protocol, the SynthAct test split) into ``out``."""
+    """``run_eval`` on ``manifest`` (None: the profile's protocol, the SynthAct test split) into ``out``; the
+    manifest's name up to its first ``-`` names its results (``synthact_test``, ``synthact_order``)."""
 
-    manifests = {"synthact_test": str(manifest)} if manifest else None
+    manifests = {Path(manifest).stem.split("-")[0]: str(manifest)} if manifest else None
     ensure_model(recipe, progress=progress)
     return run_eval(
         recipe, run=run, stage=stage, manifests=manifests, out=out, compare_base=False, progress=progress

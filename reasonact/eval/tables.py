@@ -5,7 +5,8 @@ when the table has no training seeds): ``metrics.mean_std`` over the seeds. The 
 baseline row is *paired*: row minus baseline for the same evaluation seed (and training seed), then
 mean ± std of those differences. Accuracy and rates are shown in percent, differences in points.
 
-Confidence intervals come from the completions themselves (each run's ``completions.jsonl``): accuracy,
+The sit/stand columns come from a run's ``order_eval`` (the order probe, ``experiments.py``) when it has one,
+else from the order-only clips of its evaluation. Confidence intervals come from the completions themselves (each run's ``completions.jsonl``): accuracy,
 the difference from the baseline and the order-only pair get a 95% interval from ``metrics.bootstrap_ci``
 over clips and runs (paired for the difference). A difference is *resolved* when its interval excludes 0.
 ``summary_json`` is the table in a small, stable form (what ``results/<table>_<profile>.json`` holds).
@@ -53,14 +54,19 @@ def eval_metrics(summary: dict) -> dict:
     return out
 
 
+def order_source(run: dict) -> dict:
+    """The run with its order probe's evaluation in place of its evaluation (the sit/stand columns)."""
+    return {**run, "eval": run["order_eval"]} if run.get("order_eval") else run
+
+
 def seed_values(results: list[dict]) -> pd.DataFrame:
     """One line per run and evaluation seed: its ``row``, ``train`` seed and the KEYS' values, indexed by
     seed (``train/eval`` with training seeds, else the evaluation seed; a string either way)."""
     lines: dict[tuple, dict] = {}
     for r in results:
-        t, m = r["train_seed"], r["eval"]["metrics"]
+        t, m, o = r["train_seed"], r["eval"]["metrics"], order_source(r)["eval"]["metrics"]
         for key in KEYS:
-            stat = m.get("order_only", {}).get(key[6:]) if key.startswith("order_") else m.get(key)
+            stat = o.get("order_only", {}).get(key[6:]) if key.startswith("order_") else m.get(key)
             for s, v in ((stat or {}).get("per_seed") or {}).items():
                 seed = str(s) if t is None else f"{t}/{s}"
                 lines.setdefault((r["row"], seed), {"row": r["row"], "train": t, "seed": seed})[key] = v
@@ -116,9 +122,13 @@ def build_table(spec, rows, results: list[dict]) -> dict:
             w = values.loc[values["row"] == row.compare, "accuracy"]
             diff = with_ci(mean_std((v["accuracy"] - w).dropna()), bootstrap_ci(scores, clip_scores(other)))
             entry["vs"] = {"row": row.compare, "delta": diff}
-        pair = next((o.get("labels") for r in runs if (o := r["eval"]["metrics"].get("order_only"))), None)
+        order = [order_source(r) for r in runs]
+        pair = next((o.get("labels") for r in order if (o := r["eval"]["metrics"].get("order_only"))), None)
         for key, cond in (("order_ordered", "ordered"), ("order_shuffled", "shuffled")):
-            entry[key] = with_ci(entry[key], bootstrap_ci(clip_scores(runs, cond, pair)) if pair else None)
+            entry[key] = with_ci(entry[key], bootstrap_ci(clip_scores(order, cond, pair)) if pair else None)
+        entry["order_clips"] = sorted(
+            {r["order_eval"]["metrics"]["clips"] for r in runs if r.get("order_eval")}
+        )
         entry["train_seeds"] = sorted({r["train_seed"] for r in runs if r["train_seed"] is not None})
         if v["train"].nunique() > 1:
             entry["train_seed_std"] = mean_std(v.groupby("train")["accuracy"].mean().to_numpy())["std"]
@@ -152,11 +162,13 @@ def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
             "train_seeds": r.get("train_seeds", []),
         }
     clips = sorted({c for r in table["rows"] for c in r.get("clips", []) if c is not None})
+    order = sorted({c for r in table["rows"] for c in r.get("order_clips", []) if c is not None})
     return {
         "table": table["name"],
         "commit": commit,
         "level": level,
         "clips": clips,
+        "order_clips": order,
         "baseline": table["baseline"],
         "rows": rows,
     }
@@ -175,6 +187,14 @@ def _cell(stat: dict | None, scale: float, signed: bool = False) -> str:
 
 def _subset(n) -> str:
     return f"the first {n} clips of each class" if n else "all clips"
+
+
+def _order_source(meta: dict) -> str:
+    n = meta.get("order_clips_per_class")
+    if not n:
+        return "the order-only clips among the test clips above, ordered and shuffled"
+    labels = " and ".join(meta.get("order_labels") or ["sit", "stand"])
+    return f"the order probe, {n} freshly rendered clips each of {labels} (SynthAct split `order`), ordered and shuffled"
 
 
 def _seed_order(s) -> tuple:
@@ -264,6 +284,7 @@ def render_markdown(table: dict) -> str:
             f"- evaluation: SynthAct test split ({_subset(meta.get('clips_per_class'))};"
             f" evaluated per row: {', '.join(map(str, clips)) or '–'}), seeds {meta.get('eval_seeds')},"
             f" decoding {meta.get('decoding')}; mean ± std over the seeds (ddof 1)",
+            f"- sit/stand columns: {_order_source(meta)}",
             f"- training: max_steps {steps}; training seeds {meta.get('train_seeds')}",
             f"- stages trained or reused and evaluations: `{meta.get('root')}`; wall time of this invocation"
             f" {meta.get('wall_seconds')} s; compute of the distinct stages and evaluations"
