@@ -185,6 +185,10 @@ class Fakes:
         adapter = run / STAGES[stage] / "adapter"
         adapter.mkdir(parents=True)
         (adapter / "adapter_config.json").write_text("{}")
+        if stage == "tgrpo":  # the logged bonus share: 0.25 then 0.75 (0.1 each without the format reward)
+            shares = [0.25, 0.75] if recipe.tgrpo.weights["format"] else [0.1, 0.1]
+            curve = [{"step": i, "tgrpo/bonus_group_share": v} for i, v in enumerate(shares)] + [{"step": 9}]
+            (run / STAGES[stage] / "metrics.json").write_text(json.dumps({"curve": curve}))
         return {"steps": 3, "train_seconds": 0.1}
 
     def evaluate(self, recipe, run, stage, out, manifest, progress):
@@ -399,16 +403,18 @@ rows:
     assert "| *Paradigm* |" in text and "| *Rewards* |" in text
     # baseline: mean 50.0, std 10.0 (ddof 1); format mean 5/6
     assert (
-        "| Baseline | 50.0 ± 10.0 | – | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | 50.0 ± 10.0 | 50.0 ± 0.0 | 49.3 / 78.3 |"
+        "| Baseline | 50.0 ± 10.0 | – | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | 50.0 ± 10.0 | 50.0 ± 0.0 | – | 49.3 / 78.3 |"
         in lines
     )
     # SFT: 70.0 ± 10.0; paired differences +20, 0, +40 -> +20.0 ± 20.0
     assert (
-        "| SFT | 70.0 ± 10.0 | +20.0 ± 20.0 | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | – | – | 53.1 / 82.5 (+3.8) |"
+        "| SFT | 70.0 ± 10.0 | +20.0 ± 20.0 | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | – | – | – | 53.1 / 82.5 (+3.8) |"
         in lines
     )
     # RL: 60.0 ± 26.5; differences 0, +30, 0 -> +10.0 ± 17.3; no paper numbers
-    assert "| RL | 60.0 ± 26.5 | +10.0 ± 17.3 | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | – | – | – |" in lines
+    assert (
+        "| RL | 60.0 ± 26.5 | +10.0 ± 17.3 | 83.3 ± 28.9 | – | – | 40.0 ± 20.0 | – | – | – | – | – |" in lines
+    )
     # RL minus SFT, paired by seed: -20, +30, -40 -> -10.0 ± 36.1; no completions, so no interval
     assert "| RL | SFT | -10.0 ± 36.1 | – |" in lines
     assert "| Configuration | 1 | 11 | 21 |" in text
@@ -491,12 +497,17 @@ def test_rows_carry_bootstrap_intervals_and_the_summary_json(tmp_path):
     full = summary["rows"]["full"]
     assert full["accuracy"]["mean"] == pytest.approx(32.0) and full["accuracy"]["ci95"][0] < 32.0
     assert set(full) == {"accuracy", "delta_vs_baseline", "delta_vs", "sit_stand_ordered", "sit_stand_shuffled",
-                         "format", "subaction_precision", "subaction_recall", "c_bind", "train_seeds"}  # fmt: skip
+                         "format", "subaction_precision", "subaction_recall", "c_bind", "bonus_share", "train_seeds"}  # fmt: skip
     # full minus sft: one more adapter, +0.1 at every seed; 10 more clips right per seed, paired
     vlo, vhi = rows["full"]["vs"]["delta"]["ci95"]
     assert rows["full"]["vs"]["row"] == "sft" and 0 < vlo <= 0.1 <= vhi < 0.2
     assert full["delta_vs"]["row"] == "sft" and full["delta_vs"]["mean"] == pytest.approx(10.0)
     assert summary["rows"]["sft"]["delta_vs"] is None
+    # the bonus share comes from each T-GRPO stage's training log; rows that end before T-GRPO have none
+    assert rows["full"]["bonus_share"]["mean"] == pytest.approx(0.5) and rows["nofmt"]["bonus_share"][
+        "mean"
+    ] == pytest.approx(0.1)
+    assert rows["sft"]["bonus_share"]["mean"] is None and full["bonus_share"]["mean"] == pytest.approx(50.0)
     text = (tmp_path / "xp" / "t_tiny" / "table.md").read_text()
     assert "| Full | FRE + V-SFT | +10.0 ± 0.0 [" in text and text.split("| Full | FRE + V-SFT |")[1].split(
         "\n"

@@ -327,8 +327,16 @@ class Experiment:
                 stages = [self.ensure_stage(n) for n in node.lineage()]
                 ev = self.ensure_eval(node)
                 order = self.ensure_eval(node, order=True) if self.order_clips else None
+                share = bonus_share(self.stage_dir(node)) if node.stage == "tgrpo" else None
                 results.append(
-                    {"row": row.name, "train_seed": t, "stages": stages, "eval": ev, "order_eval": order}
+                    {
+                        "row": row.name,
+                        "train_seed": t,
+                        "stages": stages,
+                        "eval": ev,
+                        "order_eval": order,
+                        "bonus_share": share,
+                    }
                 )
         table = build_table(self.spec, selected, results)
         table["meta"] = self.meta(time.time() - t0)
@@ -430,6 +438,15 @@ def subset_manifest(recipe: Recipe, clips_per_class: int | None, data_root: Path
             taken[rec["label"]] = taken.get(rec["label"], 0) + 1
             keep.append(rec)
     return write_manifest(keep, path)
+
+
+def bonus_share(stage_dir: Path) -> float | None:
+    """The share of prompt groups paid the shuffled-frame bonus, averaged over a T-GRPO stage's logged steps
+    (``tgrpo/bonus_group_share`` in its metrics.json curve); None when it logged none."""
+    path = Path(stage_dir) / STAGES["tgrpo"] / "metrics.json"
+    curve = json.loads(path.read_text()).get("curve", []) if path.is_file() else []
+    shares = [c["tgrpo/bonus_group_share"] for c in curve if "tgrpo/bonus_group_share" in c]
+    return sum(shares) / len(shares) if shares else None
 
 
 def order_manifest(recipe: Recipe, clips_per_class: int, data_root: Path) -> Path:

@@ -1,5 +1,9 @@
 """The experiment tables' numbers, markdown and figure (``reasonact/eval/experiments.py`` runs the rows).
 
+``bonus_share`` is read from training, not evaluation: the share of T-GRPO's prompt groups paid the
+shuffled-frame bonus, averaged over the logged steps of the row's last stage (when it is T-GRPO), mean ± std
+over its training seeds.
+
 Per row, every metric is pooled over its runs' evaluation seeds (one run per training seed; one run
 when the table has no training seeds): ``metrics.mean_std`` over the seeds. The difference from the
 baseline row is *paired*: row minus baseline for the same evaluation seed (and training seed), then
@@ -33,8 +37,9 @@ COLUMNS = (  # (key in a table row, header, scale)
     ("temporal_consistency", "C_tc (%)", 100),
     ("order_ordered", "sit/stand ordered (%)", 100),
     ("order_shuffled", "sit/stand shuffled (%)", 100),
+    ("bonus_share", "T-GRPO groups paid the bonus (%)", 100),
 )
-KEYS = [k for k, _, _ in COLUMNS if k != "delta"]  # the columns read from the runs' evaluations
+KEYS = [k for k, _, _ in COLUMNS if k not in ("delta", "bonus_share")]  # read from the runs' evaluations
 
 
 def eval_metrics(summary: dict) -> dict:
@@ -129,6 +134,7 @@ def build_table(spec, rows, results: list[dict]) -> dict:
         entry["order_clips"] = sorted(
             {r["order_eval"]["metrics"]["clips"] for r in runs if r.get("order_eval")}
         )
+        entry["bonus_share"] = mean_std([r["bonus_share"] for r in runs if r.get("bonus_share") is not None])
         entry["train_seeds"] = sorted({r["train_seed"] for r in runs if r["train_seed"] is not None})
         if v["train"].nunique() > 1:
             entry["train_seed_std"] = mean_std(v.groupby("train")["accuracy"].mean().to_numpy())["std"]
@@ -158,7 +164,9 @@ def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
             "sit_stand_ordered": pct(r.get("order_ordered")),
             "sit_stand_shuffled": pct(r.get("order_shuffled")),
             "format": pct(r.get("format")),
-            **{k: pct(r.get(k)) for k in ("subaction_precision", "subaction_recall", "c_bind")},
+            **{
+                k: pct(r.get(k)) for k in ("subaction_precision", "subaction_recall", "c_bind", "bonus_share")
+            },
             "train_seeds": r.get("train_seeds", []),
         }
     clips = sorted({c for r in table["rows"] for c in r.get("clips", []) if c is not None})
