@@ -72,7 +72,8 @@ RESULTS_DIR = REPO_ROOT / "results"  # committed tables (summary_json): whole ru
 
 
 def git_commit() -> str | None:
-    """The repository's commit, 12 hex digits (``-dirty`` with uncommitted changes to tracked files), or None
+    """The repository's commit, 12 hex digits (``-dirty`` with uncommitted changes to tracked files outside
+    ``results/``, which a run rewrites), or None
     outside a git checkout. ``status`` takes the index lock only if it is free (git's optional lock) and saves
     the refreshed index, so only the first call after a clone pays for the notebook filter (nbstripout)."""
     import subprocess
@@ -85,7 +86,7 @@ def git_commit() -> str | None:
         head = git("rev-parse", "--short=12", "HEAD")
         if head.returncode != 0 or not head.stdout.strip():
             return None
-        status = git("status", "--porcelain", "--untracked-files=no")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     except (OSError, subprocess.SubprocessError):
         return None
     dirty = status.returncode == 0 and bool(status.stdout.strip())
