@@ -39,6 +39,7 @@ COLUMNS = (  # (key in a table row, header, scale)
     ("order_shuffled", "sit/stand shuffled (%)", 100),
     ("bonus_share", "T-GRPO groups paid the bonus (%)", 100),
 )
+ORDER_KEYS = (("order_ordered", "ordered"), ("order_shuffled", "shuffled"))
 KEYS = [k for k, _, _ in COLUMNS if k not in ("delta", "bonus_share")]  # read from the runs' evaluations
 
 
@@ -122,15 +123,21 @@ def build_table(spec, rows, results: list[dict]) -> dict:
         entry["accuracy"] = with_ci(entry["accuracy"], bootstrap_ci(scores))
         if row.name != spec.baseline:
             entry["delta"] = with_ci(entry["delta"], bootstrap_ci(scores, base_scores))
-        other = [r for r in results if r["row"] == row.compare]
-        if other:  # this row minus the row it is compared with, same training and evaluation seeds
-            w = values.loc[values["row"] == row.compare, "accuracy"]
-            diff = with_ci(mean_std((v["accuracy"] - w).dropna()), bootstrap_ci(scores, clip_scores(other)))
-            entry["vs"] = {"row": row.compare, "delta": diff}
         order = [order_source(r) for r in runs]
         pair = next((o.get("labels") for r in order if (o := r["eval"]["metrics"].get("order_only"))), None)
-        for key, cond in (("order_ordered", "ordered"), ("order_shuffled", "shuffled")):
+        for key, cond in ORDER_KEYS:
             entry[key] = with_ci(entry[key], bootstrap_ci(clip_scores(order, cond, pair)) if pair else None)
+        other = [r for r in results if r["row"] == row.compare]
+        if other:  # this row minus the row it is compared with, same training and evaluation seeds
+            w = values[values["row"] == row.compare]
+            diff = with_ci(
+                mean_std((v["accuracy"] - w["accuracy"]).dropna()), bootstrap_ci(scores, clip_scores(other))
+            )
+            entry["vs"] = {"row": row.compare, "delta": diff}
+            theirs = [order_source(r) for r in other]
+            for key, cond in ORDER_KEYS if pair else ():  # the same on the order-only pair, both conditions
+                ci = bootstrap_ci(clip_scores(order, cond, pair), clip_scores(theirs, cond, pair))
+                entry["vs"][key] = with_ci(mean_std((v[key] - w[key]).dropna()), ci)
         entry["order_clips"] = sorted(
             {r["order_eval"]["metrics"]["clips"] for r in runs if r.get("order_eval")}
         )
@@ -160,7 +167,7 @@ def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
         rows[r["name"]] = {
             "accuracy": pct(r["accuracy"]),
             "delta_vs_baseline": pct(r.get("delta")),
-            "delta_vs": {"row": r["vs"]["row"], **pct(r["vs"]["delta"])} if r.get("vs") else None,
+            "delta_vs": _delta_vs(r["vs"], pct) if r.get("vs") else None,
             "sit_stand_ordered": pct(r.get("order_ordered")),
             "sit_stand_shuffled": pct(r.get("order_shuffled")),
             "format": pct(r.get("format")),
@@ -182,6 +189,19 @@ def summary_json(table: dict, commit: str | None, level: str | None) -> dict:
     }
 
 
+def _delta_vs(vs: dict, pct) -> dict:
+    out = {"row": vs["row"], **pct(vs["delta"])}
+    for key, name in (("order_ordered", "sit_stand_ordered"), ("order_shuffled", "sit_stand_shuffled")):
+        if key in vs:
+            out[name] = pct(vs[key])
+    return out
+
+
+def _resolved(stat: dict | None) -> str:
+    ci = (stat or {}).get("ci95")
+    return "–" if not ci else "yes" if ci[0] > 0 or ci[1] < 0 else "no"
+
+
 def _md_table(header: list, rows: list[list]) -> list[str]:
     """A markdown table's lines (``tabulate``, which ``DataFrame.to_markdown`` needs, is no dependency)."""
     return [f"| {' | '.join(map(str, r))} |" for r in [header, ["---"] * len(header), *rows]]
@@ -191,6 +211,10 @@ def _cell(stat: dict | None, scale: float, signed: bool = False) -> str:
     """mean ± std, and the 95% interval in brackets when there is one."""
     ci = (stat or {}).get("ci95")
     return fmt_pm(stat, scale, signed=signed) + (f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]" if ci else "")
+
+
+def _signed(stat: dict | None) -> str:
+    return _cell(stat, 100, signed=True)
 
 
 def _subset(n) -> str:
@@ -254,18 +278,20 @@ def render_markdown(table: dict) -> str:
         label = {r["name"]: r["label"] for r in rows}
         lines += [
             "",
-            "Paired differences in accuracy between rows (points; the row minus the one it is compared"
-            " with, same training and evaluation seeds; 95% interval as above):",
+            "Paired differences between rows (points; the row minus the one it is compared with, same"
+            " training and evaluation seeds; 95% interval as above; resolved: the interval excludes 0), in"
+            " accuracy and on the sit/stand pair with ordered and with shuffled frames:",
             "",
         ]
         cells = []
         for r in compared:
-            ci = r["vs"]["delta"].get("ci95")
-            resolved = "–" if not ci else "yes" if ci[0] > 0 or ci[1] < 0 else "no"
+            vs = r["vs"]
             cells.append(
-                [r["label"], label[r["vs"]["row"]], _cell(r["vs"]["delta"], 100, signed=True), resolved]
+                [r["label"], label[vs["row"]]]
+                + [f(vs.get(k)) for k in ("delta", *dict(ORDER_KEYS)) for f in (_signed, _resolved)]
             )
-        lines += _md_table(["Row", "compared with", "Δ accuracy", "resolved (interval excludes 0)"], cells)
+        heads = ["Row", "compared with", "Δ accuracy", "resolved", "Δ sit/stand ordered", "resolved"]
+        lines += _md_table([*heads, "Δ sit/stand shuffled", "resolved"], cells)
     seeds = sorted({s for r in rows for s in r["accuracy"]["per_seed"]}, key=_seed_order)
     if seeds:
         pairs = " (training seed / evaluation seed)" if "/" in str(seeds[0]) else ""
