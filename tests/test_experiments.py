@@ -340,6 +340,9 @@ def test_the_order_probe_renders_its_own_clips_and_feeds_the_sit_stand_columns(t
         "the order probe, 4 freshly rendered clips each of sit and stand"
         in (tmp_path / "xp" / "t_tiny" / "table.md").read_text()
     )
+    assert len(xt.accuracy_figure(table).axes) == 2  # accuracy, and the pair ordered vs shuffled
+    no_pair = {**table, "rows": [{**r, "order_ordered": None, "order_shuffled": None} for r in table["rows"]]}
+    assert len(xt.accuracy_figure(no_pair).axes) == 1
     again = ProbeFakes()
     experiment(tmp_path, again, order_clips=4).run(rows=["base", "full"])
     assert again.evaluated == [] and again.manifests == []  # probes are reused like evaluations

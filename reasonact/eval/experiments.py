@@ -14,9 +14,9 @@ first N clips of each class instead of all of them, so that every class and the 
 
 **The order probe.** The test split holds few clips of the order-only pair (sit, stand: the same poses,
 one played backwards), too few for a tight interval on "ordered vs shuffled". With
-``eval.order_clips_per_class: N`` every evaluated model also runs on N clips of each of ``eval.shuffle_labels``
-rendered for this purpose (SynthAct split ``order``: clip seeds no train/val/test clip has, the profile's
-level and size), ordered and shuffled. The table's sit/stand columns then come from the probe; accuracy and
+``eval.order_clips_per_class: N`` every evaluated model also runs on N clips of each of
+``eval.shuffle_labels`` rendered for this purpose (SynthAct split ``order``: clip seeds no train/val/test
+clip has, the profile's level and size), ordered and shuffled. The table's sit/stand columns then come from the probe; accuracy and
 the other columns from the test clips.
 
 **Sharing and resume.** A trained stage lives in ``<root>/_stages/<key>/``, where ``key`` hashes what

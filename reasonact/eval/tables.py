@@ -10,9 +10,10 @@ baseline row is *paired*: row minus baseline for the same evaluation seed (and t
 mean ± std of those differences. Accuracy and rates are shown in percent, differences in points.
 
 The sit/stand columns come from a run's ``order_eval`` (the order probe, ``experiments.py``) when it has one,
-else from the order-only clips of its evaluation. Confidence intervals come from the completions themselves (each run's ``completions.jsonl``): accuracy,
-the difference from the baseline and the order-only pair get a 95% interval from ``metrics.bootstrap_ci``
-over clips and runs (paired for the difference). A difference is *resolved* when its interval excludes 0.
+else from the order-only clips of its evaluation. Confidence intervals come from the completions themselves
+(each run's ``completions.jsonl``): accuracy, the difference from the baseline and the order-only pair get a
+95% interval from ``metrics.bootstrap_ci`` over clips and runs (paired for the difference, also between compared
+rows). A difference is *resolved* when its interval excludes 0.
 ``summary_json`` is the table in a small, stable form (what ``results/<table>_<profile>.json`` holds).
 """
 
@@ -334,14 +335,17 @@ def render_markdown(table: dict) -> str:
 
 
 def accuracy_figure(table: dict, chance: float | None = None):
-    """Bars: accuracy mean ± std per row (colour = group), dashed: chance and the baseline."""
+    """Left, bars: accuracy mean ± std per row (colour = group), dashed: chance and the baseline. Right, when
+    the rows have the order-only pair: its accuracy with ordered and with shuffled frames, 95% intervals."""
     from matplotlib.figure import Figure
 
     rows = table["rows"]
+    pair = any((r.get("order_ordered") or {}).get("mean") is not None for r in rows)
     groups = list(dict.fromkeys(r.get("group") for r in rows))
-    fig = Figure(figsize=(max(5.0, 0.85 * len(rows) + 1.5), 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    x = list(range(len(rows)))
+    width = max(5.0, 0.85 * len(rows) + 1.5)
+    fig = Figure(figsize=(width * (1.9 if pair else 1.0), 3.8), layout="constrained")
+    axes = fig.subplots(1, 2 if pair else 1, squeeze=False)[0]
+    ax, x = axes[0], list(range(len(rows)))
     means = [(r["accuracy"]["mean"] or 0.0) * 100 for r in rows]
     stds = [(r["accuracy"]["std"] or 0.0) * 100 for r in rows]
     colours = [PHASE_COLOURS[groups.index(r.get("group")) % len(PHASE_COLOURS)] for r in rows]
@@ -353,12 +357,39 @@ def accuracy_figure(table: dict, chance: float | None = None):
     base = next((r for r in rows if r["name"] == table["baseline"]), None)
     if base and base["accuracy"]["mean"] is not None:
         ax.axhline(base["accuracy"]["mean"] * 100, ls="--", color="black", lw=0.8, label="baseline")
-    ax.set_xticks(x)
-    ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("accuracy (%), mean ± std over seeds")
-    ax.set_ylim(0, 105)  # the whole scale: small differences look small
     ax.set_title(table.get("title") or table["name"], fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    if pair:
+        ax = axes[1]
+        for k, (key, cond) in enumerate(ORDER_KEYS):
+            stats = [r.get(key) or {} for r in rows]
+            m = [(st.get("mean") or 0.0) * 100 for st in stats]
+            ci = [[c * 100 for c in st.get("ci95") or [st.get("mean") or 0.0] * 2] for st in stats]
+            # the interval's ends (0 where the seeds' mean lies outside the interval of the clips' bootstrap)
+            err = [
+                [max(mi - lo, 0) for mi, (lo, _) in zip(m, ci)],
+                [max(hi - mi, 0) for mi, (_, hi) in zip(m, ci)],
+            ]
+            xs = [i + (k - 0.5) * 0.38 for i in x]
+            ax.bar(
+                xs,
+                m,
+                0.38,
+                yerr=err,
+                capsize=2,
+                color=PHASE_COLOURS[(k + 4) % len(PHASE_COLOURS)],
+                edgecolor="black",
+                lw=0.5,
+                label=cond,
+            )
+        ax.axhline(50, ls=":", color="grey", lw=1, label="chance for the pair (50%)")
+        ax.set_ylabel("sit/stand accuracy (%), 95% interval")
+        ax.set_title("the order-only pair: frames in order vs shuffled", fontsize=9)
+    for ax, (top, ncol) in zip(axes, ((105, 1), (118, 3))):  # the pair's legend in a band above its bars
+        ax.set_xticks(x)
+        ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, top)  # the whole scale: small differences look small
+        ax.legend(fontsize=7, loc="upper left" if ncol == 1 else "upper center", ncol=ncol)
     return fig
 
 
