@@ -134,6 +134,10 @@ def test_bad_table_level_settings(tmp_path):
             "eval: {clips_per_class: 0}\nrows: [{name: a, stages: []}]",
             "eval.clips_per_class must be a positive",
         ),
+        (
+            "eval: {order_clips_per_class: 0}\nrows: [{name: a, stages: []}]",
+            "eval.order_clips_per_class must be a positive",
+        ),
         ("rows: []", "'rows' must be a non-empty list"),
         ("train_seeds: [1, x]\nrows: [{name: a, stages: []}]", "'train_seeds' must be int, got 'x'"),
         ("train_seeds: []\nrows: [{name: a, stages: []}]", "train_seeds must be a non-empty list"),
@@ -437,6 +441,12 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     assert main(["experiments", "table2", "--dry-run", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 15 and out[0].startswith("baseline: base | eval-")
+    assert all(" + order probe eval-" in line for line in out)  # the shipped tables' order probe
+    assert (
+        main(["experiments", "table2", "--dry-run", "--root", str(tmp_path), "--order-clips-per-class", "0"])
+        == 0
+    )
+    assert not any("order probe" in line for line in capsys.readouterr().out.splitlines())  # 0: off
     bad = write(tmp_path, "rows:\n  - {name: oops, stages: [fre, fre]}\n")
     assert main(["experiments", str(bad), "--dry-run"]) == 2
     assert f"{bad}: row 'oops' (#1)" in capsys.readouterr().err
