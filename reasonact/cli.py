@@ -10,7 +10,7 @@ reasonact cot fre-data --profile tiny --out DIR
 reasonact model build-tiny [--profile tiny] [--json]
 reasonact train fre|vsft|tgrpo [--profile tiny | --config F] [--run R] [--set k=v]
 reasonact eval --profile tiny [--run R] [--stage base|fre|vsft|tgrpo] [--manifest M | --protocol P] [--seeds ...]
-reasonact experiments table1|table2 --profile tiny [--rows a,b] [--clips-per-class N] [--order-clips-per-class N]
+reasonact experiments table1|table2|table2_room --profile tiny [--rows a,b] [--clips-per-class N] [--order-clips-per-class N]
                      [--out DIR] [--dry-run] [--json]
 """
 
@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp = _command(
         sub, cmd_experiments, "experiments", "the paper's Table 1 / Table 2: train every row, evaluate"
     )
-    xp.add_argument("table", help="table1 | table2 (configs/experiments/) or a table YAML file")
+    xp.add_argument("table", help="table1 | table2 | table2_room (configs/experiments/) or a table YAML file")
     _recipe_options(xp, "tgrpo.max_steps=20 (for every row)")
     xp.add_argument(
         "--rows", action="append", default=[], help="comma-separated row names (default: all but optional)"
