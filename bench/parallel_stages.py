@@ -36,7 +36,10 @@ from reasonact.paths import FOLDERS  # noqa: E402
 
 
 def layout(spec: str) -> tuple[int, int]:
-    jobs, threads = (int(x) for x in spec.lower().split("x"))
+    try:
+        jobs, threads = (int(x) for x in spec.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layout {spec!r}: JOBSxTHREADS, e.g. 2x1") from None
     if jobs < 1 or threads < 1:
         raise argparse.ArgumentTypeError(f"layout {spec!r}: JOBSxTHREADS with both at least 1")
     return jobs, threads

@@ -68,6 +68,19 @@ def test_shipped_tables_parse_and_share_stages(tmp_path):
     assert [p["row"] for p in Experiment(t1, "tiny", root=tmp_path).plan(["full"])] == ["baseline", "full"]
 
 
+def test_the_room_table_shares_fre_and_trains_a_shorter_vsft(tmp_path):
+    """table2_room: the easy clips with a 200-step V-SFT (T-GRPO has room), all test clips evaluated."""
+    room, t2 = load_table("table2_room"), load_table("table2")
+    assert [r.name for r in room.select()] == ["fre_vsft", "full_reward", "no_bonus", "no_tc"]
+    exp = Experiment(room, "tiny", root=tmp_path)
+    assert exp.recipe.vsft.max_steps == 200 and exp.clips_per_class is None and exp.order_clips == 25
+    plan = {p["row"]: [s["key"] for s in p["stages"]] for p in exp.plan()}
+    easy = {p["row"]: [s["key"] for s in p["stages"]] for p in Experiment(t2, "tiny", root=tmp_path).plan()}
+    assert all(keys[:2] == plan["fre_vsft"] for keys in plan.values())  # one FRE -> V-SFT under every row
+    assert plan["fre_vsft"][0] == easy["fre_vsft"][0] and plan["fre_vsft"][1] != easy["fre_vsft"][1]
+    assert len({keys[2] for row, keys in plan.items() if row != "fre_vsft"}) == 3
+
+
 @pytest.mark.parametrize(
     "rows, message",
     [
