@@ -71,14 +71,22 @@ def test_shipped_tables_parse_and_share_stages(tmp_path):
 def test_the_room_table_shares_fre_and_trains_a_shorter_vsft(tmp_path):
     """table2_room: the easy clips with a 200-step V-SFT (T-GRPO has room), all test clips evaluated."""
     room, t2 = load_table("table2_room"), load_table("table2")
-    assert [r.name for r in room.select()] == ["fre_vsft", "full_reward", "no_bonus", "no_tc"]
+    assert [r.name for r in room.select()] == [
+        "fre_vsft",
+        "full_reward",
+        "no_bonus",
+        "no_tc",
+        "no_subaction",
+        "no_temporal",
+        "no_format",
+    ]
     exp = Experiment(room, "tiny", root=tmp_path)
     assert exp.recipe.vsft.max_steps == 200 and exp.clips_per_class is None and exp.order_clips == 25
     plan = {p["row"]: [s["key"] for s in p["stages"]] for p in exp.plan()}
     easy = {p["row"]: [s["key"] for s in p["stages"]] for p in Experiment(t2, "tiny", root=tmp_path).plan()}
     assert all(keys[:2] == plan["fre_vsft"] for keys in plan.values())  # one FRE -> V-SFT under every row
     assert plan["fre_vsft"][0] == easy["fre_vsft"][0] and plan["fre_vsft"][1] != easy["fre_vsft"][1]
-    assert len({keys[2] for row, keys in plan.items() if row != "fre_vsft"}) == 3
+    assert len({keys[2] for row, keys in plan.items() if row != "fre_vsft"}) == 6
 
 
 @pytest.mark.parametrize(
@@ -276,7 +284,7 @@ def test_resume_skips_finished_rows_and_finishes_interrupted_ones(tmp_path):
     fakes = Fakes()
     first = experiment(tmp_path, fakes).run()
     assert [t["stage"] for t in fakes.trained] == ["tgrpo", "tgrpo", "vsft"]  # only what was missing
-    assert len(fakes.evaluated) == 3
+    assert len(fakes.evaluated) == 6
     again = Fakes()
     second = experiment(tmp_path, again).run()
     assert again.trained == [] and again.evaluated == []  # nothing is retrained or re-evaluated
