@@ -284,7 +284,7 @@ def test_resume_skips_finished_rows_and_finishes_interrupted_ones(tmp_path):
     fakes = Fakes()
     first = experiment(tmp_path, fakes).run()
     assert [t["stage"] for t in fakes.trained] == ["tgrpo", "tgrpo", "vsft"]  # only what was missing
-    assert len(fakes.evaluated) == 6
+    assert len(fakes.evaluated) == 3
     again = Fakes()
     second = experiment(tmp_path, again).run()
     assert again.trained == [] and again.evaluated == []  # nothing is retrained or re-evaluated
