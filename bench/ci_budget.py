@@ -32,35 +32,31 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-COMPLETIONS = "completions.jsonl"
-
-
-def scores(eval_dir: Path, condition: str = "ordered") -> dict[tuple[str, int], float]:
-    """(clip, sampling seed) -> accuracy, from every completions file of one evaluation."""
-    out = {}
-    for path in sorted(eval_dir.glob(f"*/{COMPLETIONS}")):
-        for line in path.read_text().splitlines():
-            c = json.loads(line)
-            if c["condition"] == condition:
-                out[(f"{path.parent.name}/{c['clip']}", int(c["seed"]))] = float(c.get("accuracy") or 0.0)
-    return out
+from reasonact.eval.tables import clip_scores
 
 
 def cube(row: dict, root: Path) -> np.ndarray:
-    """The row's scores as clips x training seeds x sampling seeds (its runs are in training-seed order)."""
-    runs = [scores(root / "_evals" / keys[-1]) for keys in row["keys"]]
-    if not runs or not all(runs):
-        raise SystemExit(f"{row['name']}: an evaluation under {root / '_evals'} has no completions")
-    clips = sorted({c for c, _ in runs[0]})
-    seeds = sorted({s for _, s in runs[0]})
-    for t, run in zip(row["train_seeds"], runs):
-        for s in seeds:  # the results.json per-run means must be these completions' means
-            got = np.mean([run[(c, s)] for c in clips])
-            want = row["accuracy"]["per_seed"][f"{t}/{s}"]
-            if abs(got - want) > 1e-9:
-                raise SystemExit(f"{row['name']}: run {t}/{s} reads {got:.4f}, results.json says {want:.4f}")
-    return np.array([[[run[(c, s)] for s in seeds] for run in runs] for c in clips])
+    """The row's scores as clips x training seeds x sampling seeds, read by the table's own ``clip_scores``
+    (its runs are in training-seed order; each evaluation is ``<root>/_evals/<key>``)."""
+    runs = [{"train_seed": t, "eval": {"metrics": {"eval_dir": str(root / "_evals" / keys[-1])}}}
+            for t, keys in zip(row["train_seeds"], row["keys"])]  # fmt: skip
+    df = clip_scores(runs)
+    want = pd.Series(row["accuracy"]["per_seed"], dtype=float)
+    if df.empty or df.isna().any().any() or set(df.columns) != set(want.index):
+        raise SystemExit(
+            f"{row['name']}: the completions under {root / '_evals'} do not cover its runs {list(want.index)}"
+        )
+    got = df.mean()  # the results.json per-run means must be these completions' means
+    if not np.allclose(got[want.index], want, atol=1e-9):
+        raise SystemExit(
+            f"{row['name']}: per-run means {got.round(4).to_dict()}, results.json says {want.round(4).to_dict()}"
+        )
+    seeds = sorted({int(c.split("/")[1]) for c in df.columns})
+    return np.array([[df[f"{t}/{s}"].to_numpy() for s in seeds] for t in row["train_seeds"]]).transpose(
+        2, 0, 1
+    )
 
 
 def components(y: np.ndarray) -> dict[str, float]:

@@ -43,3 +43,27 @@ def test_without_between_seed_variance_the_parts_are_zero_not_negative():
     y = np.random.default_rng(2).normal(0, 0.3, (50, 3, 5))  # residual only
     est = components(y)
     assert min(est.values()) >= 0 and est["res"] == pytest.approx(0.09, rel=0.15)
+
+
+def test_cube_reads_a_rows_completions_and_checks_them_against_results_json(tmp_path):
+    """clips x training seeds x sampling seeds from ``<root>/_evals/<key>``; a per-run mean that disagrees with
+    ``results.json`` is an error naming the row."""
+    import json
+
+    from bench.ci_budget import cube
+
+    acc = {(t, s, c): float((t + s + c) % 2) for t in (1, 2) for s in (1, 11) for c in range(3)}
+    for t in (1, 2):
+        folder = tmp_path / "_evals" / f"eval-{t}" / "synthact_test"
+        folder.mkdir(parents=True)
+        lines = [{"clip": f"c{c}", "seed": s, "condition": cond, "label": "x", "accuracy": acc[t, s, c]}
+                 for s in (1, 11) for c in range(3) for cond in ("ordered", "shuffled")]  # fmt: skip
+        (folder / "completions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    per_seed = {f"{t}/{s}": np.mean([acc[t, s, c] for c in range(3)]) for t in (1, 2) for s in (1, 11)}
+    row = {"name": "r", "train_seeds": [1, 2], "keys": [["fre-a", "eval-1"], ["fre-b", "eval-2"]],
+           "accuracy": {"per_seed": per_seed}}  # fmt: skip
+    y = cube(row, tmp_path)
+    assert y.shape == (3, 2, 2) and y[2, 1, 0] == acc[2, 1, 2] and y[0, 0, 1] == acc[1, 11, 0]
+    row["accuracy"]["per_seed"]["2/11"] += 0.1
+    with pytest.raises(SystemExit, match="r: per-run means"):
+        cube(row, tmp_path)
