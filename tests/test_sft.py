@@ -81,6 +81,47 @@ def test_damaged_video_rows_are_skipped_and_counted(run, tmp_path):
     assert ex["frames"].shape == (16, 56, 56, 3) and ex["messages"][-1]["role"] == "assistant"
 
 
+def test_each_clip_is_decoded_once_per_run(run, monkeypatch):
+    """The damaged-video check decodes every clip; the examples then reuse those frames (decoding again every
+    epoch was a quarter of a tiny V-SFT step)."""
+    import reasonact.train.sft as sft
+
+    decoded = []
+    original = sft.read_video
+    monkeypatch.setattr(sft, "read_video", lambda path, **kw: decoded.append(path) or original(path, **kw))
+    data, summary = stage_examples(recipe(**{"vsft.max_steps": 12}), "vsft", run)
+    examples = [data.example(i) for i in range(len(data))]  # 24 examples of 6 clips: every clip seen 4 times
+    assert len(examples) == 24 and len(decoded) == summary["rows"] == 6
+    assert examples[0]["frames"].shape == (16, 56, 56, 3)
+    tiny_budget = sft.clip_reader(recipe().video.frames(), budget_bytes=1)  # room for one clip: decodes again
+    for path in decoded[:2] * 2:
+        tiny_budget(path)
+    assert len(decoded) == 6 + 4
+
+
+def test_cpu_loss_is_trls_fused_loss(run):
+    """On a CPU, SFT computes the loss from full logits (next_token_nll); TRL's fused LM head gives the same
+    number and the same gradient, with and without the accumulated batch's token count."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from reasonact.train.sft import next_token_nll
+    from reasonact.vlm import load_model
+
+    data, _ = stage_examples(recipe(), "vsft", run)
+    model, processor = load_model(recipe(), lora=False)
+    batch = VideoCollator(processor)([data.example(i) for i in range(3)])
+    add_fused_lm_head(model)
+    for count in (None, 500):
+        fused = model(**batch, fused_lm_head=True)
+        expected = -fused.log_probs.sum() / (fused.label_mask.sum() if count is None else count)
+        (g_fused,) = torch.autograd.grad(expected, model.lm_head.weight)
+        loss = next_token_nll(model, batch, count)
+        (g_ours,) = torch.autograd.grad(loss, model.lm_head.weight)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        assert torch.allclose(g_ours, g_fused, atol=1e-6)
+    assert loss.item() < next_token_nll(model, batch).item()  # 500 > the batch's own labelled tokens
+
+
 def test_fre_labels_cover_only_the_answer(run):
     from reasonact.vlm import load_model
 

@@ -68,7 +68,7 @@ def test_every_forward_gets_the_video(tiny_model_dir, manifest, tmp_path):
     calls = []
 
     def hook(module, args, kwargs):
-        calls.append({"grad": torch.is_grad_enabled(), "logps": "fused_lm_head" in kwargs,
+        calls.append({"grad": torch.is_grad_enabled(), "logps": kwargs.get("use_cache") is False,
                       "rows": kwargs["input_ids"].shape[0], "keys": {k for k, v in kwargs.items() if v is not None},
                       "grid": kwargs.get("video_grid_thw"), "pixels": kwargs.get("pixel_values_videos")})  # fmt: skip
 
@@ -100,6 +100,29 @@ def test_every_forward_gets_the_video(tiny_model_dir, manifest, tmp_path):
     kw = bonus_calls[0]
     assert [len(s) for s in kw["shuffled_completions"]] == [1] * len(kw["completions"])
     assert kw["group_id"] == [i // 2 for i in range(len(kw["completions"]))]
+
+
+def test_cpu_log_probs_are_trls_fused_log_probs(tiny_model_dir):
+    """On a CPU the log-prob forwards use full logits (token_logps): the same log-probabilities and entropies
+    as TRL's fused LM head at the sampling temperature, 0 on masked tokens."""
+    from transformers import AutoModelForImageTextToText
+    from trl.trainer.utils import add_fused_lm_head
+
+    from reasonact.train.tgrpo import token_logps
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+    ids = torch.randint(10, 4000, (3, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[2, :3] = 0  # left padding
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :5] = -100  # the prompt
+    fused = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    logps, entropy = token_logps(model(input_ids=ids, attention_mask=mask).logits, labels, 0.7)
+    assert logps.shape == fused.log_probs.shape == (3, 11)
+    assert torch.allclose(logps, fused.log_probs, atol=1e-5)
+    assert torch.allclose(entropy, fused.entropy, atol=1e-5)
+    assert (logps[:, :4] == 0).all() and (logps[:, 4:] < 0).all()
 
 
 def test_loss_changes_when_only_the_video_changes(tiny_model_dir, manifest, tmp_path):

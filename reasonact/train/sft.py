@@ -16,6 +16,7 @@ TRL's own VLM collator is image-only, so SFTTrainer gets this collator with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -121,6 +122,40 @@ def mixed_precision(model) -> dict:
     return {"bf16": bool(bf16), "fp16": False}
 
 
+def next_token_nll(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+    """The SFT loss from the model's full logits: summed next-token NLL over the labelled tokens, divided by
+    ``num_items_in_batch`` (the labelled tokens of the whole accumulated batch, as Trainer counts them) or
+    by this batch's own count. The same quantity as TRL's fused LM head, which computes it in vocabulary
+    tiles without building the logits."""
+    labels = inputs["labels"][:, 1:]
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False).logits[:, :-1]
+    nll = torch.nn.functional.cross_entropy(
+        logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum"
+    )
+    count = (labels != IGNORE).sum() if num_items_in_batch is None else num_items_in_batch
+    return nll / torch.as_tensor(count, device=nll.device).clamp(min=1)
+
+
+def cpu_sft_trainer():
+    """SFTTrainer for a CPU (a class made on demand: TRL is imported only when training)."""
+    from trl import SFTTrainer
+
+    class CPUSFTTrainer(SFTTrainer):
+        """SFTTrainer with the loss from full logits (``next_token_nll``). TRL 1.16 always patches in a fused
+        LM head: Triton kernels on a GPU, on a CPU their torch stand-ins, which doubled a tiny V-SFT step
+        (BENCHMARKS.md, "Where a tiny training step goes"). TRL's entropy / token-accuracy logs are dropped."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = next_token_nll(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients over ranks
+            return loss
+
+    return CPUSFTTrainer
+
+
 def train_sft(
     model,
     processor,
@@ -177,7 +212,7 @@ def train_sft(
 
         callbacks.append(EvalCallback())
 
-    trainer = SFTTrainer(
+    trainer = (SFTTrainer if torch.cuda.is_available() else cpu_sft_trainer())(
         model=model,
         args=config,
         train_dataset=train_dataset,
@@ -255,22 +290,32 @@ def stage_rows(recipe, stage: str, run=None) -> tuple[list[dict], Path]:
     return rows, path
 
 
-def vsft_example(row: dict, frames: dict) -> dict:
-    """A chain row -> frames + metadata + the chat (the question, then the teacher's chain); ``frames``:
-    ``read_video``'s settings (``recipe.video.frames()``)."""
+def clip_reader(frames: dict, budget_bytes: int = 1 << 30):
+    """``read_video`` with ``frames``'s settings (``recipe.video.frames()``), memoised while the decoded
+    clips fit in ``budget_bytes``: V-SFT reads each clip once per epoch, and decoding it again every epoch
+    was a quarter of a tiny V-SFT step (BENCHMARKS.md, "Where a tiny training step goes"). The tiny
+    profile's 420 clips take 63 MB; a 224-px clip takes 2.4 MB, so large sets keep the latest 400."""
+    per_clip = frames["num_frames"] * (frames["size"] or 224) ** 2 * 3
+    read = functools.partial(read_video, **frames)
+    return functools.lru_cache(maxsize=max(budget_bytes // per_clip, 1))(read)
 
-    video = read_video(row["video"], **frames)
+
+def vsft_example(row: dict, read) -> dict:
+    """A chain row -> frames + metadata + the chat (the question, then the teacher's chain); ``read``:
+    path -> ``Video`` (``clip_reader``)."""
+
+    video = read(row["video"])
     msgs = video_messages(QUESTION, row["chain"], hint=format_hint(row.get("format") or "plain"))
     return {"messages": msgs, "frames": video.frames, "video_metadata": video.metadata()}
 
 
-def checked_rows(rows: list[dict], frames: dict) -> tuple[list[dict], list[dict]]:
-    """Drop rows whose video cannot be decoded (counted, never fatal): (usable rows, skipped)."""
+def checked_rows(rows: list[dict], read) -> tuple[list[dict], list[dict]]:
+    """Drop rows whose video ``read`` cannot decode (counted, never fatal): (usable rows, skipped)."""
 
     ok, skipped = [], []
     for r in rows:
         try:
-            read_video(r["video"], **frames)
+            read(r["video"])
             ok.append(r)
         except VideoDecodeError as e:
             skipped.append({"video": r["video"], "error": str(e)})
@@ -279,18 +324,17 @@ def checked_rows(rows: list[dict], frames: dict) -> tuple[list[dict], list[dict]
 
 def stage_examples(recipe, stage: str, run=None) -> tuple[StageData, dict]:
     """The stage's StageData (``max_steps x batch x accumulation`` examples) and a data summary."""
-    from functools import partial
-
     cfg = getattr(recipe, stage)
     rows, path = stage_rows(recipe, stage, run)
     skipped = []
     if stage == "fre":
         make = lambda r: {"messages": r["messages"]}  # noqa: E731
     else:
-        rows, skipped = checked_rows(rows, recipe.video.frames())
+        read = clip_reader(recipe.video.frames())
+        rows, skipped = checked_rows(rows, read)
         if not rows:
             raise ValueError(f"{path}: no decodable video among its rows ({len(skipped)} skipped)")
-        make = partial(vsft_example, frames=recipe.video.frames())
+        make = functools.partial(vsft_example, read=read)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
     length = cfg.max_steps * per_step if cfg.max_steps > 0 else int(cfg.num_train_epochs * len(rows))

@@ -161,6 +161,17 @@ def observation_mask(tokenizer, completion_ids: torch.Tensor, completion_mask: t
 # ---------------------------------------------------------------- the trainer
 
 
+def token_logps(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0):
+    """(log-probability, entropy) of each next token, (B, T - 1), from full logits at ``temperature``; 0
+    where the label is -100. What TRL's fused LM head returns as ``log_probs`` and ``entropy``, which on a
+    CPU runs as slow torch tiles (BENCHMARKS.md, "Where a tiny training step goes")."""
+    logp = (logits[:, :-1].float() / temperature).log_softmax(-1)
+    target = labels[:, 1:]
+    keep = target != -100
+    lp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return lp * keep, -(logp.exp() * logp).sum(-1) * keep
+
+
 class VideoGRPOTrainer(GRPOTrainer):
     """GRPOTrainer with video in every forward and a shuffled-frame group per prompt (T-GRPO).
 
@@ -343,20 +354,24 @@ class VideoGRPOTrainer(GRPOTrainer):
             types[ids == self._image_id], types[ids == self._video_id] = 1, 2
             dev = ids.device
             extra = {"output_router_logits": True} if compute_aux_loss else {}
+            fused = dev.type != "cpu"  # TRL's fused LM head; on a CPU, full logits are faster (token_logps)
             with self.accelerator.autocast():
                 out = model(
                     input_ids=ids,
                     attention_mask=mask,
-                    labels=labels,
-                    fused_lm_head=True,
+                    **({"labels": labels, "fused_lm_head": True} if fused else {"use_cache": False}),
                     mm_token_type_ids=types,
                     pixel_values_videos=v["pixel_values_videos"][edges[s] : edges[e]].to(dev),
                     video_grid_thw=grid[s:e].to(dev),
                     second_per_grid_ts=v["second_per_grid_ts"][s:e].to(dev),
                     **extra,
                 )
-            logps.append(out.log_probs[:, -logits_to_keep:])
-            ents += [out.entropy[:, -logits_to_keep:]] if compute_entropy else []
+            if fused:
+                lp, ent = out.log_probs, out.entropy
+            else:
+                lp, ent = token_logps(out.logits, labels, self.temperature)
+            logps.append(lp[:, -logits_to_keep:])
+            ents += [ent[:, -logits_to_keep:]] if compute_entropy else []
             aux += [out.aux_loss] if compute_aux_loss else []
         return (
             torch.cat(logps),
