@@ -260,6 +260,18 @@ def count_parameters(model) -> dict[str, int]:
 # ---- generation: the one loop every stage's checks and the evaluation use ----------------------
 
 
+def token_logps(logits, labels, temperature: float = 1.0, entropy: bool = False):
+    """Log-probability of each next token, (B, T - 1), from full logits at ``temperature``, 0 where the label
+    is -100; with ``entropy``, also the entropy at each position (else None). The one teacher-forced scorer:
+    the CPU training losses (what TRL's fused LM head returns as ``log_probs`` / ``entropy``, BENCHMARKS.md,
+    "Where a tiny training step goes") and the base's zero-shot class scoring."""
+    logp = (logits[:, :-1].float() / temperature).log_softmax(-1)
+    target = labels[:, 1:]
+    keep = target != -100
+    lp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
+    return lp, (-(logp.exp() * logp).sum(-1) * keep if entropy else None)
+
+
 def decoding_kwargs(cfg, processor) -> dict:
     """``generate`` keyword arguments of the paper's decoding (``eval/evaluate.py`` describes it)."""
 

@@ -108,7 +108,7 @@ def test_cpu_log_probs_are_trls_fused_log_probs(tiny_model_dir):
     from transformers import AutoModelForImageTextToText
     from trl.trainer.utils import add_fused_lm_head
 
-    from reasonact.train.tgrpo import token_logps
+    from reasonact.vlm import token_logps
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32)
     add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
@@ -118,7 +118,7 @@ def test_cpu_log_probs_are_trls_fused_log_probs(tiny_model_dir):
     labels = ids.masked_fill(mask == 0, -100)
     labels[:, :5] = -100  # the prompt
     fused = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
-    logps, entropy = token_logps(model(input_ids=ids, attention_mask=mask).logits, labels, 0.7)
+    logps, entropy = token_logps(model(input_ids=ids, attention_mask=mask).logits, labels, 0.7, entropy=True)
     assert logps.shape == fused.log_probs.shape == (3, 11)
     assert torch.allclose(logps, fused.log_probs, atol=1e-5)
     assert torch.allclose(entropy, fused.entropy, atol=1e-5)

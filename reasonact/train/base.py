@@ -43,7 +43,7 @@ from reasonact.data.tiny import build_tiny_model
 from reasonact.prompts import QUESTION as ACTION_QUESTION
 from reasonact.prompts import encode_chats, video_messages
 from reasonact.train.sft import VideoCollator, train_sft
-from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base
+from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base, token_logps
 
 
 class PerceptionData:
@@ -356,9 +356,7 @@ def zero_shot_accuracy(model, processor, items: list[dict]) -> dict:
             ]
         )
         labels = batch.pop("labels")
-        logp = torch.log_softmax(model(**batch).logits[:, :-1].float(), -1)
-        tgt = labels[:, 1:]
-        ll = (logp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0] * (tgt != -100)).sum(1)
+        ll = token_logps(model(**batch).logits, labels)[0].sum(1)
         preds.append(CLASSES[int(ll.argmax())])
     acc = float(np.mean([p == it["label"] for p, it in zip(preds, items)]))
     return {"accuracy": acc, "chance": 1 / len(CLASSES), "distinct_predictions": len(set(preds))}

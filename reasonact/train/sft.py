@@ -34,7 +34,7 @@ from reasonact.prompts import QUESTION, encode_chats, format_hint, video_message
 from reasonact.rewards.basic import format_ok, is_correct
 from reasonact.rewards.parse import parse
 from reasonact.video import VideoDecodeError, read_video
-from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, generate, load_model
+from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, generate, load_model, token_logps
 
 IGNORE = -100  # the label value the cross-entropy loss skips
 
@@ -127,12 +127,10 @@ def next_token_nll(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor
     ``num_items_in_batch`` (the labelled tokens of the whole accumulated batch, as Trainer counts them) or
     by this batch's own count. The same quantity as TRL's fused LM head, which computes it in vocabulary
     tiles without building the logits."""
-    labels = inputs["labels"][:, 1:]
-    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False).logits[:, :-1]
-    nll = torch.nn.functional.cross_entropy(
-        logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum"
-    )
-    count = (labels != IGNORE).sum() if num_items_in_batch is None else num_items_in_batch
+    labels = inputs["labels"]
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False).logits
+    nll = -token_logps(logits, labels)[0].sum()
+    count = (labels[:, 1:] != IGNORE).sum() if num_items_in_batch is None else num_items_in_batch
     return nll / torch.as_tensor(count, device=nll.device).clamp(min=1)
 
 

@@ -42,7 +42,7 @@ from reasonact.rewards import get_reward
 from reasonact.rewards.functions import accuracy_reward, normalize_weights
 from reasonact.rewards.parse import block_matches
 from reasonact.video import Video, read_video, shuffle_frames
-from reasonact.vlm import vision_token_ids
+from reasonact.vlm import token_logps, vision_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -159,17 +159,6 @@ def observation_mask(tokenizer, completion_ids: torch.Tensor, completion_mask: t
 
 
 # ---------------------------------------------------------------- the trainer
-
-
-def token_logps(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0):
-    """(log-probability, entropy) of each next token, (B, T - 1), from full logits at ``temperature``; 0
-    where the label is -100. What TRL's fused LM head returns as ``log_probs`` and ``entropy``, which on a
-    CPU runs as slow torch tiles (BENCHMARKS.md, "Where a tiny training step goes")."""
-    logp = (logits[:, :-1].float() / temperature).log_softmax(-1)
-    target = labels[:, 1:]
-    keep = target != -100
-    lp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return lp * keep, -(logp.exp() * logp).sum(-1) * keep
 
 
 class VideoGRPOTrainer(GRPOTrainer):
@@ -369,7 +358,7 @@ class VideoGRPOTrainer(GRPOTrainer):
             if fused:
                 lp, ent = out.log_probs, out.entropy
             else:
-                lp, ent = token_logps(out.logits, labels, self.temperature)
+                lp, ent = token_logps(out.logits, labels, self.temperature, entropy=True)
             logps.append(lp[:, -logits_to_keep:])
             ents += [ent[:, -logits_to_keep:]] if compute_entropy else []
             aux += [out.aux_loss] if compute_aux_loss else []
