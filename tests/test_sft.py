@@ -122,6 +122,20 @@ def test_cpu_loss_is_trls_fused_loss(run):
     assert loss.item() < next_token_nll(model, batch).item()  # 500 > the batch's own labelled tokens
 
 
+def test_cpu_training_takes_its_loss_from_full_logits(run, tmp_path, monkeypatch):
+    """On a CPU every training step goes through next_token_nll, never TRL's fused LM head."""
+    import reasonact.train.sft as sft
+
+    calls = []
+    own = sft.next_token_nll
+    monkeypatch.setattr(sft, "next_token_nll", lambda *a, **k: calls.append(1) or own(*a, **k))
+    part = tmp_path / "run"
+    (part / "02_cot_generation").mkdir(parents=True)
+    (part / "02_cot_generation" / "fre").symlink_to(run / "02_cot_generation" / "fre")
+    metrics = train_stage(recipe(**{"fre.max_steps": 2}), "fre", run=part, resume=False)
+    assert metrics["steps"] == 2 and len(calls) == 2
+
+
 def test_fre_labels_cover_only_the_answer(run):
     from reasonact.vlm import load_model
 
