@@ -18,6 +18,7 @@ Two ways to resize (the recipe's ``video.resize``):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -179,6 +180,16 @@ def read_video(
 
 
 RESIZE = {"square": resize_square, "qwen": resize_qwen}
+
+
+def clip_reader(frames: dict, budget_bytes: int = 1 << 30):
+    """``read_video`` with ``frames``'s settings (``recipe.video.frames()``), memoised while the decoded
+    clips fit in ``budget_bytes``: V-SFT reads each clip once per epoch, and decoding it again every epoch
+    was a quarter of a tiny V-SFT step (BENCHMARKS.md, "Where a tiny training step goes"). The tiny
+    profile's 420 clips take 63 MB; a 224-px clip takes 2.4 MB, so large sets keep the latest 400."""
+    per_clip = frames["num_frames"] * (frames["size"] or 224) ** 2 * 3
+    read = functools.partial(read_video, **frames)
+    return functools.lru_cache(maxsize=max(budget_bytes // per_clip, 1))(read)
 
 
 def _short(e: Exception, n: int = 200) -> str:

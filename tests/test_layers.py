@@ -237,3 +237,35 @@ def test_the_notebook_check_fails_on_an_import_from_another_stage(tmp_path):
     assert notebook_problems(book, {"data"}) == [
         "00_data.ipynb cell 0: imports from train/ (allowed: ['data'])"
     ]
+
+
+MAX_MODULE_LINES = 500  # one concept per module, readable in a sitting
+
+
+def module_problems(root: Path) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines, or whose first line is not a docstring saying what they are."""
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        name = path.relative_to(root.parent)
+        if len(lines) > MAX_MODULE_LINES:
+            problems.append(f"{name}: {len(lines)} lines (at most {MAX_MODULE_LINES})")
+        if path.name != "__init__.py" or lines:
+            if not lines or not lines[0].startswith('"""') or len(lines[0].strip('" ')) < 10:
+                problems.append(f"{name}: the first line must be a docstring saying what the module is")
+    return problems
+
+
+def test_every_module_is_short_and_says_what_it_is():
+    problems = module_problems(REPO_ROOT / "reasonact")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_module_check_fails_on_a_long_module_and_a_missing_docstring(tmp_path):
+    root = _package(
+        tmp_path, {"a.py": '"""A module that is far too long."""\n' + "x = 1\n" * 500, "b.py": "x = 1\n"}
+    )
+    assert module_problems(root) == [
+        "reasonact/a.py: 501 lines (at most 500)",
+        "reasonact/b.py: the first line must be a docstring saying what the module is",
+    ]

@@ -84,16 +84,18 @@ def test_damaged_video_rows_are_skipped_and_counted(run, tmp_path):
 def test_each_clip_is_decoded_once_per_run(run, monkeypatch):
     """The damaged-video check decodes every clip; the examples then reuse those frames (decoding again every
     epoch was a quarter of a tiny V-SFT step)."""
-    import reasonact.train.sft as sft
+    import reasonact.video as video
 
     decoded = []
-    original = sft.read_video
-    monkeypatch.setattr(sft, "read_video", lambda path, **kw: decoded.append(path) or original(path, **kw))
+    original = video.read_video
+    monkeypatch.setattr(video, "read_video", lambda path, **kw: decoded.append(path) or original(path, **kw))
     data, summary = stage_examples(recipe(**{"vsft.max_steps": 12}), "vsft", run)
     examples = [data.example(i) for i in range(len(data))]  # 24 examples of 6 clips: every clip seen 4 times
     assert len(examples) == 24 and len(decoded) == summary["rows"] == 6
     assert examples[0]["frames"].shape == (16, 56, 56, 3)
-    tiny_budget = sft.clip_reader(recipe().video.frames(), budget_bytes=1)  # room for one clip: decodes again
+    tiny_budget = video.clip_reader(
+        recipe().video.frames(), budget_bytes=1
+    )  # room for one clip: decodes again
     for path in decoded[:2] * 2:
         tiny_budget(path)
     assert len(decoded) == 6 + 4

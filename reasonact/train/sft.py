@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from reasonact.paths import FOLDERS, prior_adapters, read_jsonl, run_dir, stage_
 from reasonact.prompts import QUESTION, encode_chats, format_hint, video_messages
 from reasonact.rewards.basic import format_ok, is_correct
 from reasonact.rewards.parse import parse
-from reasonact.video import VideoDecodeError, read_video
+from reasonact.video import VideoDecodeError, clip_reader, read_video
 from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, generate, load_model, token_logps
 
 IGNORE = -100  # the label value the cross-entropy loss skips
@@ -84,14 +85,11 @@ def last_checkpoint(out_dir: str | Path) -> str | None:
 
 
 def _restore_weights(model, ckpt: str) -> None:
-    """Load a full-model checkpoint's weights into ``model`` in place.
-
-    transformers 5.23's Trainer resume loads ``model.safetensors`` with a plain ``load_state_dict``;
-    Qwen2.5-VL saves its weights under the original names (``visual.*``, ``model.layers.*``) and only
-    ``from_pretrained`` maps them back. Measured: on resume the Trainer restored the step count and
-    the optimizer but left every weight at its initial value ("missing keys" warning). So the weights
-    are loaded here, through ``from_pretrained``; adapters (PEFT) are not affected and left to the Trainer.
-    """
+    """Load a full-model checkpoint's weights into ``model`` in place. transformers 5.23's Trainer resume
+    loads ``model.safetensors`` with a plain ``load_state_dict``, but Qwen2.5-VL saves its weights under the
+    original names (``visual.*``, ``model.layers.*``) that only ``from_pretrained`` maps back: on resume the
+    Trainer restored the step and the optimizer but left every weight at its initial value ("missing keys").
+    Adapters (PEFT) are not affected and left to the Trainer."""
     if not (Path(ckpt) / "model.safetensors").is_file() or hasattr(model, "peft_config"):
         return
     loaded = type(model).from_pretrained(ckpt, dtype=next(model.parameters()).dtype)
@@ -230,13 +228,10 @@ def train_sft(
     return trainer
 
 
-# ---- Stage 1 (FRE) and Stage 2 (V-SFT) ----
-#
-# Both stages are the same loop: examples -> VideoCollator -> SFTTrainer with a fresh LoRA on the
-# language model. Only the examples differ: FRE reads the text reasoning mixture, V-SFT the teacher's
-# video chains (16 frames at the profile's size). V-SFT starts from the FRE adapter merged into the
-# base (``paths.prior_adapters``): merging keeps one adapter per stage, so each stage's adapter is small
-# and can be dropped for an ablation, at the cost of not being able to "unmerge" FRE afterwards.
+# ---- Stage 1 (FRE) and Stage 2 (V-SFT): one loop, examples -> VideoCollator -> SFTTrainer with a fresh
+# LoRA on the language model. FRE reads the text reasoning mixture, V-SFT the teacher's video chains (16
+# frames at the profile's size), starting from the FRE adapter merged into the base (``paths.prior_adapters``):
+# one small adapter per stage, each droppable for an ablation, at the cost of not "unmerging" FRE afterwards.
 
 
 class StageData:
@@ -288,16 +283,6 @@ def stage_rows(recipe, stage: str, run=None) -> tuple[list[dict], Path]:
     return rows, path
 
 
-def clip_reader(frames: dict, budget_bytes: int = 1 << 30):
-    """``read_video`` with ``frames``'s settings (``recipe.video.frames()``), memoised while the decoded
-    clips fit in ``budget_bytes``: V-SFT reads each clip once per epoch, and decoding it again every epoch
-    was a quarter of a tiny V-SFT step (BENCHMARKS.md, "Where a tiny training step goes"). The tiny
-    profile's 420 clips take 63 MB; a 224-px clip takes 2.4 MB, so large sets keep the latest 400."""
-    per_clip = frames["num_frames"] * (frames["size"] or 224) ** 2 * 3
-    read = functools.partial(read_video, **frames)
-    return functools.lru_cache(maxsize=max(budget_bytes // per_clip, 1))(read)
-
-
 def vsft_example(row: dict, read) -> dict:
     """A chain row -> frames + metadata + the chat (the question, then the teacher's chain); ``read``:
     path -> ``Video`` (``clip_reader``)."""
@@ -309,7 +294,6 @@ def vsft_example(row: dict, read) -> dict:
 
 def checked_rows(rows: list[dict], read) -> tuple[list[dict], list[dict]]:
     """Drop rows whose video ``read`` cannot decode (counted, never fatal): (usable rows, skipped)."""
-
     ok, skipped = [], []
     for r in rows:
         try:
@@ -361,9 +345,6 @@ def train_stage(
     ``metrics.json``; return the metrics. ``eval_fn(model, processor, step) -> dict`` (optional) is
     called before training, every ``eval_steps`` and at the end. ``skip``: earlier stages not to
     merge (V-SFT merges the FRE adapter when the run has one and ``vsft.from_fre`` is on)."""
-    import dataclasses
-    import time
-
     if stage not in ("fre", "vsft"):
         raise ValueError(f"train_stage: stage must be fre or vsft, not {stage!r}")
     cfg = getattr(recipe, stage)
