@@ -1,4 +1,4 @@
-"""T-GRPO step time, split into generation, shuffled generation, rewards, loss forward and backward
+"""T-GRPO step time, split into generation, rewards, loss forward and backward
 (prints one JSON object).
 
     python bench/tgrpo_step.py                       # tiny profile, the run's earlier adapters merged
@@ -7,8 +7,8 @@
     python bench/tgrpo_step.py --gpu-3b qlora        #   (same, 4-bit nf4 base) -> peak memory too
 
 The trainer times its own parts (``time/*`` metrics, logged every step): per *generation round*
-(one every ``steps_per_generation`` updates) the ordered group's generation, the shuffled group's
-generation and the rewards (both groups' scoring included); per *update* the loss forward and the
+(one every ``steps_per_generation`` updates) the generation (the ordered and the shuffled-frame
+completions, one generate call) and the rewards (both groups' scoring included); per *update* the loss forward and the
 backward. ``step_s`` is the wall time of a whole optimizer step averaged over the timed steps (the
 first step, which loads the sentence encoder and warms up, is left out); it is TRL's
 ``step_time``: generation, rewards, forward and backward, without the optimizer update. Generation
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import reasonact  # noqa: E402,F401  (torchvision fix first)
 
-PARTS_PER_ROUND = ("generation", "shuffled_generation", "rewards")
+PARTS_PER_ROUND = ("generation", "rewards")
 PARTS_PER_UPDATE = ("loss_forward", "backward")
 
 

@@ -16,12 +16,13 @@ reference model / disabled adapter, accelerate and DeepSpeed, metrics and ``repo
 
 These are TRL 1.16's private methods (pyproject pins TRL to that minor version): overridden
 ``_generate_and_score_completions``, ``_tokenize_prompts``, ``_get_per_token_logps_and_entropies``,
-``_compute_loss``, ``_calculate_rewards``, ``_generate``, ``_prepare_inputs``; called
-``_generate_single_turn`` (the shuffled-frame group).
+``_compute_loss``, ``_calculate_rewards``, ``_generate``, ``_generate_single_turn`` (the shuffled-frame
+group joins the ordered prompts' generate call), ``_prepare_inputs``.
 
 Read in this order: ``shuffled_frame_bonus`` (the T-GRPO rule, a pure function) and ``contrast_reward``
 (the rule as a TRL reward), then the step, ``VideoGRPOTrainer._generate_and_score_completions`` (one
-screen): the shuffled-frame group per prompt, then TRL's step with the video; rewards are the rewards
+screen): the shuffled-frame prompts per group, then TRL's step with the video, whose one generate call
+samples the ordered and the shuffled completions (``_generate_single_turn``); rewards are the rewards
 module's weighted total plus the bonus. In process-aware mode (VideoP2R's PA-GRPO, ``_span_advantages``)
 the <observation> tokens get the perception reward's advantage and every other token the reasoning one's. The stage's entry point is ``tgrpo_stage.train_tgrpo`` (``reasonact train tgrpo``).
 """
@@ -202,6 +203,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         self._image_id = tok.convert_tokens_to_ids("<|image_pad|>")
         self._video = None  # video tensors of the sequences being scored (set only inside _with_video)
         self._encoded = None  # processor output of the current generation batch
+        self._shuffled = None  # the batch's shuffled-frame prompts, then their completions per group
         self._last_rewards = None  # rewards per function of the last batch (gathered)
         self._clock = defaultdict(float)
         generate_every = self.args.steps_per_generation * self.num_iterations
@@ -221,15 +223,13 @@ class VideoGRPOTrainer(GRPOTrainer):
 
     # -- the T-GRPO step ------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
-        """One generation batch: shuffled-frame group per prompt (no gradient, accuracy only), then
-        TRL's step with the video (generate, rewards incl. bonus, group advantages, old/ref log-probs)."""
+        """One generation batch: TRL's step with the video (generate, rewards incl. bonus, group advantages,
+        old/ref log-probs); each prompt's shuffled-frame group (no gradient, accuracy only) is sampled in the
+        same generate call as the ordered completions and reaches the bonus with the rewards."""
         videos = self._read_videos(inputs)
-        with self._timer("shuffled_generation"):
-            shuffled = self._shuffled_completions(inputs, videos)
-        g = len(inputs) // len(shuffled)
-        inputs = [
-            {**x, "group_id": i // g, "shuffled_completions": shuffled[i // g]} for i, x in enumerate(inputs)
-        ]
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        inputs = [{**x, "group_id": i // g} for i, x in enumerate(inputs)]
+        self._shuffled = self._shuffled_prompts(inputs, videos, g)
         self._encoded = self._encode([x["prompt"] for x in inputs], videos)
         video = {k: self._encoded[k].to(self.accelerator.device) for k in VIDEO_KEYS}
         with self._with_video(video):  # old-policy and reference log-probs see the clip
@@ -275,25 +275,38 @@ class VideoGRPOTrainer(GRPOTrainer):
             raise RuntimeError("VideoGRPOTrainer: prompts and encoded videos are out of step")
         return ids, None, fields
 
-    def _shuffled_completions(self, inputs, videos) -> list[list]:
-        """Per prompt group: ``shuffled_generations`` completions from its frames in a random order."""
-        g = self.num_generations if self.model.training else self.num_generations_eval
+    def _shuffled_prompts(self, inputs, videos, g: int) -> dict:
+        """Per prompt group: ``shuffled_generations`` prompts with its frames in a random order (encoded),
+        and ``groups``, the group count. Their completions are sampled with the ordered ones."""
         firsts = list(range(0, len(inputs), g))
         for s in firsts:  # TRL's sampler repeats each prompt g times in a row; the bonus relies on it
             if any(x["video"] != inputs[s]["video"] for x in inputs[s : s + g]):
                 raise RuntimeError(f"rows {s}..{s + g - 1} are not one prompt group")
-        k = self.shuffled_generations
-        if k == 0:
-            return [[] for _ in firsts]
-        rng = np.random.default_rng([self.args.seed, self.state.global_step, self.accelerator.process_index])
-        clips = [shuffle_frames(videos[s], rng) for s in firsts]
-        prompts = [inputs[s]["prompt"] for s in firsts for _ in range(k)]
-        enc = self._encode(prompts, [c for c in clips for _ in range(k)])
-        prompt_ids, fields = self._generation_inputs(enc)
-        ids, _ = self._generate_single_turn(prompt_ids, None, fields, k)
-        texts = self.processing_class.batch_decode(ids, skip_special_tokens=True)
-        done = [[{"role": "assistant", "content": t}] for t in texts]
-        return [done[j * k : (j + 1) * k] for j in range(len(firsts))]
+        k, out = self.shuffled_generations, {"groups": len(firsts), "encoded": None, "completions": None}
+        if k:
+            rng = np.random.default_rng(
+                [self.args.seed, self.state.global_step, self.accelerator.process_index]
+            )
+            clips = [shuffle_frames(videos[s], rng) for s in firsts]
+            prompts = [inputs[s]["prompt"] for s in firsts for _ in range(k)]
+            out["encoded"] = self._encode(prompts, [c for c in clips for _ in range(k)])
+        return out
+
+    def _generate_single_turn(self, prompt_ids, images, fields, num_generations, has_tool_images=False):
+        """TRL's generation with the shuffled-frame prompts appended to the batch: one generate call samples
+        both groups (one call takes 0.81-0.87 of two's time on 2 cores, BENCHMARKS.md); the shuffled
+        completions are kept aside."""
+        shuffled, n = self._shuffled, len(prompt_ids)
+        if shuffled is None or shuffled["encoded"] is None:
+            return super()._generate_single_turn(prompt_ids, images, fields, num_generations, has_tool_images)
+        extra_ids, extra = self._generation_inputs(shuffled.pop("encoded"))
+        both = {k: torch.cat([fields[k], extra[k]]) for k in VIDEO_KEYS}
+        both["mm_token_type_ids"] = fields["mm_token_type_ids"] + extra["mm_token_type_ids"]
+        ids, logprobs = super()._generate_single_turn(prompt_ids + extra_ids, images, both, num_generations)
+        texts = self.processing_class.batch_decode(ids[n:], skip_special_tokens=True)
+        done, k = [[{"role": "assistant", "content": t}] for t in texts], self.shuffled_generations
+        shuffled["completions"] = [done[j * k : (j + 1) * k] for j in range(shuffled["groups"])]
+        return ids[:n], None if logprobs is None else logprobs[:n]
 
     @contextlib.contextmanager
     def _with_video(self, video):
@@ -390,7 +403,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         )
         return torch.where(obs, perception[:, None].to(obs.device), reasoning[:, None].to(obs.device))
 
-    # -- timing (logged as time/<part>: generation, shuffled_generation, rewards, loss_forward, backward) --
+    # -- timing (logged as time/<part>: generation (both groups), rewards, loss_forward, backward) --
     @contextlib.contextmanager
     def _timer(self, name):
         t = time.perf_counter()
@@ -404,6 +417,9 @@ class VideoGRPOTrainer(GRPOTrainer):
             return super()._generate(prompts)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's rewards, each row given its group's shuffled-frame completions (``contrast_reward``)."""
+        groups = (self._shuffled or {}).get("completions") or [[] for _ in range(len(inputs))]
+        inputs = [{**x, "shuffled_completions": groups[x["group_id"]]} for x in inputs]
         with self._timer("rewards"):
             self._last_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._last_rewards

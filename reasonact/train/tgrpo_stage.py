@@ -50,7 +50,6 @@ CURVE_KEYS = (
     "entropy",
     "loss",
     "time/generation",
-    "time/shuffled_generation",
     "time/rewards",
     "time/loss_forward",
     "time/backward",
