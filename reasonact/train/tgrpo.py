@@ -203,7 +203,10 @@ class VideoGRPOTrainer(GRPOTrainer):
         self._image_id = tok.convert_tokens_to_ids("<|image_pad|>")
         self._video = None  # video tensors of the sequences being scored (set only inside _with_video)
         self._encoded = None  # processor output of the current generation batch
-        self._shuffled = None  # the batch's shuffled-frame prompts, then their completions per group
+        self._shuffled_encoded = (
+            None  # the batch's shuffled-frame prompts (processor output), until generated
+        )
+        self._shuffled = None  # their completions, one list per prompt group
         self._last_rewards = None  # rewards per function of the last batch (gathered)
         self._clock = defaultdict(float)
         generate_every = self.args.steps_per_generation * self.num_iterations
@@ -229,7 +232,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         videos = self._read_videos(inputs)
         g = self.num_generations if self.model.training else self.num_generations_eval
         inputs = [{**x, "group_id": i // g} for i, x in enumerate(inputs)]
-        self._shuffled = self._shuffled_prompts(inputs, videos, g)
+        self._shuffled_encoded, self._shuffled = self._shuffled_prompts(inputs, videos, g), None
         self._encoded = self._encode([x["prompt"] for x in inputs], videos)
         video = {k: self._encoded[k].to(self.accelerator.device) for k in VIDEO_KEYS}
         with self._with_video(video):  # old-policy and reference log-probs see the clip
@@ -275,37 +278,39 @@ class VideoGRPOTrainer(GRPOTrainer):
             raise RuntimeError("VideoGRPOTrainer: prompts and encoded videos are out of step")
         return ids, None, fields
 
-    def _shuffled_prompts(self, inputs, videos, g: int) -> dict:
-        """Per prompt group: ``shuffled_generations`` prompts with its frames in a random order (encoded),
-        and ``groups``, the group count. Their completions are sampled with the ordered ones."""
+    def _shuffled_prompts(self, inputs, videos, g: int):
+        """Per prompt group: ``shuffled_generations`` prompts with its frames in a random order, encoded
+        (None when there are none). Their completions are sampled with the ordered ones."""
         firsts = list(range(0, len(inputs), g))
         for s in firsts:  # TRL's sampler repeats each prompt g times in a row; the bonus relies on it
             if any(x["video"] != inputs[s]["video"] for x in inputs[s : s + g]):
                 raise RuntimeError(f"rows {s}..{s + g - 1} are not one prompt group")
-        k, out = self.shuffled_generations, {"groups": len(firsts), "encoded": None, "completions": None}
-        if k:
-            rng = np.random.default_rng(
-                [self.args.seed, self.state.global_step, self.accelerator.process_index]
-            )
-            clips = [shuffle_frames(videos[s], rng) for s in firsts]
-            prompts = [inputs[s]["prompt"] for s in firsts for _ in range(k)]
-            out["encoded"] = self._encode(prompts, [c for c in clips for _ in range(k)])
-        return out
+        k = self.shuffled_generations
+        if k == 0:
+            return None
+        rng = np.random.default_rng([self.args.seed, self.state.global_step, self.accelerator.process_index])
+        clips = [shuffle_frames(videos[s], rng) for s in firsts]
+        return self._encode(
+            [inputs[s]["prompt"] for s in firsts for _ in range(k)], [c for c in clips for _ in range(k)]
+        )
 
     def _generate_single_turn(self, prompt_ids, images, fields, num_generations, has_tool_images=False):
         """TRL's generation with the shuffled-frame prompts appended to the batch: one generate call samples
         both groups (one call takes 0.81-0.87 of two's time on 2 cores, BENCHMARKS.md); the shuffled
-        completions are kept aside."""
-        shuffled, n = self._shuffled, len(prompt_ids)
-        if shuffled is None or shuffled["encoded"] is None:
+        completions are kept aside, ``shuffled_generations`` per prompt group."""
+        shuffled, self._shuffled_encoded = self._shuffled_encoded, None
+        if shuffled is None:
             return super()._generate_single_turn(prompt_ids, images, fields, num_generations, has_tool_images)
-        extra_ids, extra = self._generation_inputs(shuffled.pop("encoded"))
+        extra_ids, extra = self._generation_inputs(shuffled)
         both = {k: torch.cat([fields[k], extra[k]]) for k in VIDEO_KEYS}
         both["mm_token_type_ids"] = fields["mm_token_type_ids"] + extra["mm_token_type_ids"]
+        n, k = len(prompt_ids), self.shuffled_generations
         ids, logprobs = super()._generate_single_turn(prompt_ids + extra_ids, images, both, num_generations)
-        texts = self.processing_class.batch_decode(ids[n:], skip_special_tokens=True)
-        done, k = [[{"role": "assistant", "content": t}] for t in texts], self.shuffled_generations
-        shuffled["completions"] = [done[j * k : (j + 1) * k] for j in range(shuffled["groups"])]
+        done = [
+            [{"role": "assistant", "content": t}]
+            for t in self.processing_class.batch_decode(ids[n:], skip_special_tokens=True)
+        ]
+        self._shuffled = [done[j : j + k] for j in range(0, len(done), k)]
         return ids[:n], None if logprobs is None else logprobs[:n]
 
     @contextlib.contextmanager
@@ -418,8 +423,8 @@ class VideoGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's rewards, each row given its group's shuffled-frame completions (``contrast_reward``)."""
-        groups = (self._shuffled or {}).get("completions") or [[] for _ in range(len(inputs))]
-        inputs = [{**x, "shuffled_completions": groups[x["group_id"]]} for x in inputs]
+        groups = self._shuffled
+        inputs = [{**x, "shuffled_completions": groups[x["group_id"]] if groups else []} for x in inputs]
         with self._timer("rewards"):
             self._last_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._last_rewards
