@@ -1,4 +1,4 @@
-"""T-GRPO's rollout generation on the CPU: one generate call for both groups against two (prints JSON).
+"""T-GRPO's rollout generation on the CPU: one generate call against two, and the top-p samplers (prints JSON).
 
     python bench/tgrpo_generation.py --run runs/tiny          # after notebook 04 (merges FRE + V-SFT)
     python bench/tgrpo_generation.py --run runs/tiny --tokens 200 --repeats 5
@@ -10,10 +10,12 @@ suppressed) from the model the stage trains (base + the run's adapters + a fresh
 Every completion is forced to ``--tokens`` new tokens, so each variant does the same work.
 
 Variants, run in turn for ``--repeats`` rounds (a change in machine speed hits all alike):
-``two-calls``: the ordered batch, then the shuffled batch (how ``VideoGRPOTrainer`` generated before);
-``one-call``: both in one batch (what it does now); ``two-calls-no-top-p``: as ``two-calls`` with top-p
-off, to show what the sampler's vocabulary sort costs (transformers' TopPLogitsWarper sorts the whole
-vocabulary at every step).
+``two-calls``: the ordered batch, then the shuffled batch, transformers' top-p (how ``VideoGRPOTrainer``
+generated before cbc599a); ``one-call``: both in one batch, transformers' top-p (cbc599a); ``one-call-nucleus``:
+one batch, top-p by ``vlm.NucleusWarper`` (what the trainer does now); ``one-call-no-top-p``: one batch, top-p
+off, the floor (transformers' TopPLogitsWarper sorts the whole vocabulary at every step). ``nucleus_ranked_all``
+is the share of the warper's calls in which some row's nucleus reached past its candidates, so that it
+ranked the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ def main() -> None:
 
     import numpy as np
     import torch
+    from transformers import LogitsProcessorList
 
     from reasonact.config import load_config
     from reasonact.prompts import encode_chats
     from reasonact.train.base import ensure_model
     from reasonact.train.tgrpo_stage import build_trainer
     from reasonact.video import read_video, shuffle_frames
+    from reasonact.vlm import NucleusWarper
 
     recipe = load_config(a.profile, {"tgrpo.max_steps": 1})
     ensure_model(recipe)
@@ -76,21 +80,34 @@ def main() -> None:
     }
     config = copy.deepcopy(trainer.generation_config)
     config.min_new_tokens = config.max_new_tokens = a.tokens
-    no_top_p = copy.deepcopy(config)
+    no_top_p, plain = copy.deepcopy(config), copy.deepcopy(config)
     no_top_p.top_p = 1.0
+    plain.temperature, plain.top_p, plain.top_k = 1.0, 1.0, 0  # the warper applies them (as the trainer does)
     model = trainer.model.train()  # as in training: TRL generates with the model in train mode
+    calls = {"all": 0, "ranked_all": 0}
 
-    def generate(names, cfg):
+    class Counting(NucleusWarper):  # counts the calls in which some row's nucleus is not in the candidates
+        def __call__(self, input_ids, scores):
+            s = scores / self.temperature
+            mass = (s.topk(self.candidates, dim=-1).values.logsumexp(-1) - s.logsumexp(-1)).exp()
+            calls["all"] += 1
+            calls["ranked_all"] += bool((mass < self.top_p).any())
+            return super().__call__(input_ids, scores)
+
+    nucleus = LogitsProcessorList([Counting(trainer.temperature, trainer.top_p, trainer.top_k or 0)])
+
+    def generate(names, cfg, **kw):
         t = time.perf_counter()
         with torch.no_grad():
             for name in names:
-                model.generate(**batches[name], generation_config=cfg)
+                model.generate(**batches[name], generation_config=cfg, **kw)
         return time.perf_counter() - t
 
     variants = {
         "two-calls": lambda: generate(("ordered", "shuffled"), config),
         "one-call": lambda: generate(("both",), config),
-        "two-calls-no-top-p": lambda: generate(("ordered", "shuffled"), no_top_p),
+        "one-call-nucleus": lambda: generate(("both",), plain, logits_processor=nucleus),
+        "one-call-no-top-p": lambda: generate(("both",), no_top_p),
     }
     for run in variants.values():  # warm-up
         run()
@@ -105,6 +122,8 @@ def main() -> None:
         "completions": {"ordered": len(ordered), "shuffled": len(on_shuffled)}, "new_tokens": a.tokens,
         "seconds_per_round": seconds, "median": {v: statistics.median(s) for v, s in seconds.items()},
         "ratio_to_two_calls": {v: [round(x / t, 3) for x, t in zip(s, two)] for v, s in seconds.items() if v != "two-calls"},
+        "ratio_to_one_call": {v: [round(x / t, 3) for x, t in zip(s, seconds["one-call"])] for v, s in seconds.items() if v.startswith("one-call-")},
+        "nucleus_ranked_all": round(calls["ranked_all"] / max(calls["all"], 1), 3),
         "device": f"cpu ({os.cpu_count()} cores)", "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "load_avg_1min_start": round(load, 2),
     }, indent=1))  # fmt: skip

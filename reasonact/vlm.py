@@ -272,16 +272,60 @@ def token_logps(logits, labels, temperature: float = 1.0, entropy: bool = False)
     return lp, (-(logp.exp() * logp).sum(-1) * keep if entropy else None)
 
 
+class NucleusWarper:
+    """Temperature, top-k, then top-p, the order and the rule of transformers' warpers (a token stays when
+    the probability of the tokens ranked above it is below ``top_p``; the most likely always stays), but
+    without sorting the vocabulary at every token: the nucleus is looked for among the ``candidates`` most
+    likely tokens (``torch.topk``) and the full ranking is taken only when their mass falls short of
+    ``top_p``. transformers' top-p sorts all scores per token, 22-38% of a T-GRPO rollout round on 2 cores
+    (BENCHMARKS.md, "Sampling without sorting the vocabulary"). The kept tokens are transformers' up to float
+    rounding at the nucleus' edge (sums in another order) and ties at the k-th score (``topk`` keeps k).
+    Pass it as ``logits_processor`` with ``temperature=1.0, top_k=0, top_p=1.0`` so that transformers' own
+    warpers stay off."""
+
+    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, candidates: int = 64):
+        if not (temperature > 0 and 0 < top_p <= 1 and top_k >= 0 and candidates > 0):
+            raise ValueError(f"NucleusWarper: temperature {temperature}, top_p {top_p}, top_k {top_k}")
+        self.temperature, self.top_p, self.top_k, self.candidates = temperature, top_p, top_k, candidates
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores / self.temperature if self.temperature != 1.0 else scores
+        allowed = self.top_k if 0 < self.top_k < scores.shape[-1] else scores.shape[-1]  # top-k's tokens
+        if self.top_p >= 1.0 and allowed == scores.shape[-1]:
+            return scores
+        k = allowed if allowed < scores.shape[-1] else min(self.candidates, allowed)  # top-k renormalizes
+        while True:
+            top, idx = scores.topk(k, dim=-1)  # descending
+            probs = (top - (top if k == allowed else scores).logsumexp(-1, keepdim=True)).exp()
+            above = probs.cumsum(-1) - probs  # mass of the tokens ranked above each candidate
+            if k == allowed or bool((above[:, -1] + probs[:, -1] >= self.top_p).all()):
+                break
+            k = allowed  # some row's nucleus reaches past the candidates: rank every allowed token
+        keep = above < self.top_p if self.top_p < 1.0 else torch.ones_like(above, dtype=torch.bool)
+        keep[:, 0] = True
+        return torch.full_like(scores, float("-inf")).scatter(-1, idx, top.masked_fill(~keep, float("-inf")))
+
+
 def decoding_kwargs(cfg, processor) -> dict:
     """``generate`` keyword arguments of the paper's decoding (``eval/evaluate.py`` describes it)."""
+    from transformers import LogitsProcessorList
 
     kw = dict(
         max_new_tokens=int(cfg.max_new_tokens),
         suppress_tokens=vision_token_ids(processor),
         repetition_penalty=1.0,
     )
-    if cfg.temperature > 0:  # top_k 0: nucleus sampling alone (the paper's top-p)
-        kw.update(do_sample=True, temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=0)
+    if cfg.temperature > 0:  # nucleus sampling alone (the paper's top-p; top-k off), by NucleusWarper
+        nucleus = NucleusWarper(float(cfg.temperature), float(cfg.top_p))
+        kw.update(
+            do_sample=True,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            logits_processor=LogitsProcessorList([nucleus]),
+        )
     else:  # greedy: sampling flags would only make transformers warn that they are ignored
         kw.update(do_sample=False)
     return kw
@@ -291,6 +335,13 @@ def prompt_text(fmt: str = "plain") -> tuple[str, str]:
     """(question, format hint) the model is asked: the same as in V-SFT and T-GRPO."""
 
     return prompts.QUESTION, prompts.format_hint(fmt)
+
+
+def until_eos(rows: list[list[int]], eos_ids) -> list[list[int]]:
+    """Each generated row up to and including its first end-of-sequence token (the rest is padding)."""
+    eos = set(eos_ids)
+    stops = [next((i + 1 for i, t in enumerate(r) if t in eos), len(r)) for r in rows]
+    return [r[:stop] for r, stop in zip(rows, stops)]
 
 
 def generate(model, processor, chats: list, videos=(), **gen_kwargs):
@@ -309,11 +360,7 @@ def generate(model, processor, chats: list, videos=(), **gen_kwargs):
     seconds = time.perf_counter() - t0
     new = out[:, inputs["input_ids"].shape[1] :]
     eos = model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, list) else [eos])
-    counts = []
-    for ids in new.tolist():
-        stop = next((i for i, t in enumerate(ids) if t in eos), None)
-        counts.append(len(ids) if stop is None else stop + 1)
+    counts = [len(ids) for ids in until_eos(new.tolist(), eos if isinstance(eos, list) else [eos])]
     return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)], counts, seconds
 
 

@@ -173,11 +173,12 @@ def test_shuffled_frames_are_a_fixed_non_identity_permutation():
 def test_decoding_kwargs(tiny):
     _, processor = tiny
     kw = decoding_kwargs(EvalConfig(), processor)
-    assert (kw["do_sample"], kw["temperature"], kw["top_p"], kw["top_k"], kw["max_new_tokens"]) == (
-        True, 0.7, 0.9, 0, 256)  # fmt: skip
+    (nucleus,) = kw["logits_processor"]  # temperature and top-p live in NucleusWarper; transformers' are off
+    assert (nucleus.temperature, nucleus.top_p, nucleus.top_k, kw["max_new_tokens"]) == (0.7, 0.9, 0, 256)
+    assert (kw["do_sample"], kw["temperature"], kw["top_p"], kw["top_k"]) == (True, 1.0, 1.0, 0)
     assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") in kw["suppress_tokens"]
     greedy = decoding_kwargs(EvalConfig(temperature=0), processor)
-    assert greedy["do_sample"] is False and "temperature" not in greedy and "top_k" not in greedy
+    assert greedy["do_sample"] is False and "temperature" not in greedy and "logits_processor" not in greedy
 
 
 def test_read_completions_drops_torn_last_line_only(tmp_path):

@@ -9,9 +9,11 @@ from reasonact.prompts import encode_videos
 from reasonact.video import read_video
 from reasonact.vlm import (
     VISION_TOKENS,
+    NucleusWarper,
     apply_lora,
     load_model,
     lora_target_regex,
+    until_eos,
     vision_token_ids,
 )
 
@@ -79,6 +81,33 @@ def test_forward_with_video_and_labels_then_generate(tiny_model_dir, clip_path):
     )
     new = gen[0, -8:].tolist()
     assert not set(new) & set(vision_token_ids(proc))
+
+
+@pytest.mark.parametrize("scale", [8.0, 3.0, 0.5])  # rows with the nucleus in 64 tokens, some, none
+@pytest.mark.parametrize("temperature,top_p,top_k", [(1.0, 0.9, 0), (0.7, 0.9, 0), (1.3, 0.5, 0), (1.0, 0.95, 20), (0.7, 1.0, 30), (1.0, 0.5, 200)])  # fmt: skip
+def test_nucleus_warper_keeps_what_transformers_warpers_keep(scale, temperature, top_p, top_k):
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    scores = torch.randn(16, 4096, generator=torch.Generator().manual_seed(0)) * scale
+    scores[:, :3] = float("-inf")  # suppressed tokens (vision tokens) come in at -inf
+    expected = TemperatureLogitsWarper(temperature)(None, scores)
+    expected = TopKLogitsWarper(top_k)(None, expected) if top_k else expected
+    expected = TopPLogitsWarper(top_p)(None, expected) if top_p < 1 else expected
+    got = NucleusWarper(temperature, top_p, top_k, candidates=64)(None, scores)
+    kept = got.isfinite()
+    assert torch.equal(kept, expected.isfinite()) and torch.equal(got[kept], expected[kept])
+    if top_k == 0 and top_p < 1 and scale != 3.0:  # the case really was peaked / flat
+        assert (kept.sum(-1).max() <= 64) == (scale > 3)
+
+
+def test_nucleus_warper_rejects_bad_settings_and_until_eos_cuts():
+    with pytest.raises(ValueError, match="top_p"):
+        NucleusWarper(1.0, 0.0)
+    assert until_eos([[5, 2, 9, 2], [5, 6], []], [2]) == [[5, 2], [5, 6], []]
 
 
 def test_lora_targets_language_model_only(tiny_model_dir):

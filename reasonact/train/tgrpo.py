@@ -16,8 +16,9 @@ reference model / disabled adapter, accelerate and DeepSpeed, metrics and ``repo
 
 These are TRL 1.16's private methods (pyproject pins TRL to that minor version): overridden
 ``_generate_and_score_completions``, ``_tokenize_prompts``, ``_get_per_token_logps_and_entropies``,
-``_compute_loss``, ``_calculate_rewards``, ``_generate``, ``_generate_single_turn`` (the shuffled-frame
-group joins the ordered prompts' generate call), ``_prepare_inputs``.
+``_compute_loss``, ``_calculate_rewards``, ``_generate``, ``_generate_single_turn`` (runs transformers'
+generate itself: the shuffled-frame group joins the ordered prompts' call, top-p by ``vlm.NucleusWarper``),
+``_prepare_inputs``; TRL's ``generation_config``, ``generation_kwargs`` and ``_dist`` are read.
 
 Read in this order: ``shuffled_frame_bonus`` (the T-GRPO rule, a pure function) and ``contrast_reward``
 (the rule as a TRL reward), then the step, ``VideoGRPOTrainer._generate_and_score_completions`` (one
@@ -30,20 +31,23 @@ the <observation> tokens get the perception reward's advantage and every other t
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections import defaultdict
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList, Trainer
 from trl import GRPOTrainer
+from trl.models import unwrap_model_for_generation
 
 from reasonact.prompts import encode_chats
 from reasonact.rewards import get_reward
 from reasonact.rewards.functions import accuracy_reward, normalize_weights
 from reasonact.rewards.parse import block_matches
 from reasonact.video import Video, read_video, shuffle_frames
-from reasonact.vlm import token_logps, vision_token_ids
+from reasonact.vlm import NucleusWarper, token_logps, until_eos, vision_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -295,23 +299,55 @@ class VideoGRPOTrainer(GRPOTrainer):
         )
 
     def _generate_single_turn(self, prompt_ids, images, fields, num_generations, has_tool_images=False):
-        """TRL's generation with the shuffled-frame prompts appended to the batch: one generate call samples
-        both groups (one call takes 0.81-0.87 of two's time on 2 cores, BENCHMARKS.md); the shuffled
-        completions are kept aside, ``shuffled_generations`` per prompt group."""
+        """The round's one generate call: the shuffled-frame prompts appended to the ordered ones (one call
+        takes 0.81-0.87 of two's time on 2 cores) and top-p by ``vlm.NucleusWarper``, which does not sort
+        the vocabulary at every token (BENCHMARKS.md). The shuffled completions are kept aside,
+        ``shuffled_generations`` per prompt group."""
         shuffled, self._shuffled_encoded = self._shuffled_encoded, None
-        if shuffled is None:
-            return super()._generate_single_turn(prompt_ids, images, fields, num_generations, has_tool_images)
-        extra_ids, extra = self._generation_inputs(shuffled)
-        both = {k: torch.cat([fields[k], extra[k]]) for k in VIDEO_KEYS}
-        both["mm_token_type_ids"] = fields["mm_token_type_ids"] + extra["mm_token_type_ids"]
         n, k = len(prompt_ids), self.shuffled_generations
-        ids, logprobs = super()._generate_single_turn(prompt_ids + extra_ids, images, both, num_generations)
-        done = [
-            [{"role": "assistant", "content": t}]
-            for t in self.processing_class.batch_decode(ids[n:], skip_special_tokens=True)
-        ]
-        self._shuffled = [done[j : j + k] for j in range(0, len(done), k)]
-        return ids[:n], None if logprobs is None else logprobs[:n]
+        if shuffled is not None:
+            extra_ids, extra = self._generation_inputs(shuffled)
+            prompt_ids = prompt_ids + extra_ids
+            fields = {
+                **{key: torch.cat([fields[key], extra[key]]) for key in VIDEO_KEYS},
+                "mm_token_type_ids": fields["mm_token_type_ids"] + extra["mm_token_type_ids"],
+            }
+        ids = self._sample(prompt_ids, fields)
+        if shuffled is not None:
+            done = [[{"role": "assistant", "content": t}] for t in self.processing_class.batch_decode(ids[n:], skip_special_tokens=True)]  # fmt: skip
+            self._shuffled = [done[j : j + k] for j in range(0, len(done), k)]
+        return ids[:n], None
+
+    def _sample(self, prompt_ids, fields) -> list[list[int]]:
+        """TRL's transformers generation (prompts left-padded, the model unwrapped for DeepSpeed / FSDP,
+        completions cut after the first end-of-sequence token), sampling with ``NucleusWarper``."""
+        width, pad = max(map(len, prompt_ids)), self.processing_class.tokenizer.pad_token_id
+        left = lambda rows, value: torch.tensor([[value] * (width - len(r)) + list(r) for r in rows])  # noqa: E731
+        inputs = {
+            "input_ids": left(prompt_ids, pad),
+            "attention_mask": left([[1] * len(r) for r in prompt_ids], 0),
+            "mm_token_type_ids": left(fields["mm_token_type_ids"], 0),
+            **{key: fields[key] for key in VIDEO_KEYS},
+        }
+        inputs = Trainer._prepare_inputs(self, inputs)  # transformers' (device; DeepSpeed's dtype), not TRL's
+        config = copy.deepcopy(self.generation_config)
+        config.temperature, config.top_p, config.top_k = 1.0, 1.0, 0  # NucleusWarper applies them
+        nucleus = NucleusWarper(self.temperature, self.top_p, self.top_k or 0)
+        with (
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as model,
+            torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            out = model.generate(
+                **inputs, generation_config=config, logits_processor=LogitsProcessorList([nucleus])
+            )
+        return until_eos(out[:, width:].tolist(), self.eos_token_ids)
 
     @contextlib.contextmanager
     def _with_video(self, video):
