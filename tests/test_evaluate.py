@@ -15,6 +15,7 @@ from reasonact.eval import metrics as em
 from reasonact.eval.evaluate import (
     COMPLETIONS,
     EvalSettingsError,
+    clip_id,
     evaluate,
     read_completions,
     shuffled,
@@ -168,6 +169,19 @@ def test_shuffled_frames_are_a_fixed_non_identity_permutation():
     assert order == b.frames[:, 0, 0, 0].tolist() and sorted(order) == list(range(16))
     assert order != list(range(16)) and a.indices == v.indices
     assert shuffled(v, 11, "clip").frames[:, 0, 0, 0].tolist() != order
+
+
+def test_clip_keys_do_not_depend_on_where_the_repository_lives(tmp_path):
+    """The key seeds the clip's frame shuffle: a subset manifest in a run folder lists the repository's clips,
+    whose key is then their path in the repository, not the clone's absolute path."""
+    from reasonact.config import REPO_ROOT
+
+    inside = REPO_ROOT / "data" / "synthact_easy" / "test" / "sit" / "sit_00000.mp4"
+    assert clip_id({"video": str(inside)}, root=tmp_path) == "data/synthact_easy/test/sit/sit_00000.mp4"
+    assert (
+        clip_id({"video": str(tmp_path / "a" / "b.mp4")}, root=tmp_path) == "a/b.mp4"
+    )  # the manifest's folder
+    assert clip_id({"video": "/elsewhere/c.mp4"}, root=tmp_path) == "/elsewhere/c.mp4"
 
 
 def test_decoding_kwargs(tiny):

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reasonact.config import REPO_ROOT
 from reasonact.eval import metrics as em
 from reasonact.paths import FOLDERS, derived_seed, write_metrics
 from reasonact.progress import progress as progress_bar
@@ -68,13 +69,13 @@ def shuffled(video: Video, seed: int, clip: str) -> Video:
 
 
 def clip_id(rec: dict, root: Path | None = None) -> str:
-    """A clip's key in ``completions.jsonl``: its path relative to the manifest's folder when inside it."""
+    """A clip's key in ``completions.jsonl`` and its frame shuffle's seed: its path relative to the manifest's
+    folder when inside it, else to the repository (a subset manifest in a run folder lists the repository's
+    SynthAct clips), else as given. So a clone elsewhere shuffles the same clips the same way."""
     p = Path(rec["video"])
-    if root is not None:
-        try:
-            return str(p.resolve().relative_to(root.resolve()))
-        except ValueError:
-            pass
+    for folder in (root, REPO_ROOT):
+        if folder is not None and p.resolve().is_relative_to(folder.resolve()):
+            return str(p.resolve().relative_to(folder.resolve()))
     return str(p)
 
 
