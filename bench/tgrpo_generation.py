@@ -56,7 +56,7 @@ def main() -> None:
     from reasonact.train.base import ensure_model
     from reasonact.train.tgrpo_stage import build_trainer
     from reasonact.video import read_video, shuffle_frames
-    from reasonact.vlm import NucleusWarper
+    from reasonact.vlm import NucleusWarper, nucleus_sampling
 
     recipe = load_config(a.profile, {"tgrpo.max_steps": 1})
     ensure_model(recipe)
@@ -82,7 +82,9 @@ def main() -> None:
     config.min_new_tokens = config.max_new_tokens = a.tokens
     no_top_p, plain = copy.deepcopy(config), copy.deepcopy(config)
     no_top_p.top_p = 1.0
-    plain.temperature, plain.top_p, plain.top_k = 1.0, 1.0, 0  # the warper applies them (as the trainer does)
+    settings = nucleus_sampling(trainer.temperature, trainer.top_p, trainer.top_k or 0)  # the trainer's
+    settings.pop("logits_processor")  # replaced by the counting warper below
+    plain.update(**settings)
     model = trainer.model.train()  # as in training: TRL generates with the model in train mode
     calls = {"all": 0, "ranked_all": 0}
 

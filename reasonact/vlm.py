@@ -280,8 +280,7 @@ class NucleusWarper:
     ``top_p``. transformers' top-p sorts all scores per token, 22-38% of a T-GRPO rollout round on 2 cores
     (BENCHMARKS.md, "Sampling without sorting the vocabulary"). The kept tokens are transformers' up to float
     rounding at the nucleus' edge (sums in another order) and ties at the k-th score (``topk`` keeps k).
-    Pass it as ``logits_processor`` with ``temperature=1.0, top_k=0, top_p=1.0`` so that transformers' own
-    warpers stay off."""
+    ``nucleus_sampling`` gives the ``generate`` settings that use it."""
 
     def __init__(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, candidates: int = 64):
         if not (temperature > 0 and 0 < top_p <= 1 and top_k >= 0 and candidates > 0):
@@ -308,24 +307,27 @@ class NucleusWarper:
         return torch.full_like(scores, float("-inf")).scatter(-1, idx, top.masked_fill(~keep, float("-inf")))
 
 
+def nucleus_sampling(temperature: float, top_p: float, top_k: int = 0) -> dict:
+    """``generate`` settings that sample with ``NucleusWarper`` and keep transformers' own warpers off (1.0 /
+    1.0 / 0 are explicit, so a checkpoint's generation config cannot bring them back)."""
+    from transformers import LogitsProcessorList
+
+    nucleus = NucleusWarper(temperature, top_p, top_k)
+    return dict(
+        do_sample=True, temperature=1.0, top_p=1.0, top_k=0, logits_processor=LogitsProcessorList([nucleus])
+    )
+
+
 def decoding_kwargs(cfg, processor) -> dict:
     """``generate`` keyword arguments of the paper's decoding (``eval/evaluate.py`` describes it)."""
-    from transformers import LogitsProcessorList
 
     kw = dict(
         max_new_tokens=int(cfg.max_new_tokens),
         suppress_tokens=vision_token_ids(processor),
         repetition_penalty=1.0,
     )
-    if cfg.temperature > 0:  # nucleus sampling alone (the paper's top-p; top-k off), by NucleusWarper
-        nucleus = NucleusWarper(float(cfg.temperature), float(cfg.top_p))
-        kw.update(
-            do_sample=True,
-            temperature=1.0,
-            top_p=1.0,
-            top_k=0,
-            logits_processor=LogitsProcessorList([nucleus]),
-        )
+    if cfg.temperature > 0:  # nucleus sampling alone (the paper's top-p; top-k off)
+        kw.update(nucleus_sampling(float(cfg.temperature), float(cfg.top_p)))
     else:  # greedy: sampling flags would only make transformers warn that they are ignored
         kw.update(do_sample=False)
     return kw

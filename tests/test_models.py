@@ -104,6 +104,20 @@ def test_nucleus_warper_keeps_what_transformers_warpers_keep(scale, temperature,
         assert (kept.sum(-1).max() <= 64) == (scale > 3)
 
 
+def test_nucleus_warper_on_qwens_vocabulary_differs_only_at_the_nucleus_edge():
+    """On 151,936 tokens the float sums of a flat row (ascending in transformers, descending here) may put a
+    token whose mass above is within rounding of top-p on the other side; nothing else may differ."""
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    scores = torch.randn(16, 151_936, generator=torch.Generator().manual_seed(1)) * 0.5
+    differ = (
+        TopPLogitsWarper(0.9)(None, scores).isfinite() != NucleusWarper(1.0, 0.9)(None, scores).isfinite()
+    )
+    p, order = scores.double().softmax(-1).sort(-1, descending=True)
+    above = torch.zeros_like(p).scatter(-1, order, p.cumsum(-1) - p)  # exact mass ranked above each token
+    assert differ.sum() <= 16 and (above[differ] - 0.9).abs().le(1e-5).all()
+
+
 def test_nucleus_warper_rejects_bad_settings_and_until_eos_cuts():
     with pytest.raises(ValueError, match="top_p"):
         NucleusWarper(1.0, 0.0)

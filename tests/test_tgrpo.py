@@ -74,6 +74,8 @@ def test_every_forward_gets_the_video(tiny_model_dir, manifest, tmp_path):
 
     base = trainer.model.get_base_model()
     handle = base.register_forward_pre_hook(hook, with_kwargs=True)
+    generate, generations = trainer.model.generate, []
+    trainer.model.generate = lambda **kw: generations.append(kw) or generate(**kw)
     bonus_calls = []
     contrast = trainer.reward_funcs[1]
     trainer.reward_funcs[1] = lambda **kw: bonus_calls.append(kw) or contrast(**kw)
@@ -82,6 +84,16 @@ def test_every_forward_gets_the_video(tiny_model_dir, manifest, tmp_path):
 
     vision = set(vision_token_ids(trainer.processing_class))
     assert vision <= set(trainer.generation_config.suppress_tokens)  # never sampled
+    assert generations  # one generate call per round
+    for kw in generations:  # top-p by NucleusWarper at the recipe's settings; transformers' warpers off
+        (nucleus,) = kw["logits_processor"]
+        assert (nucleus.temperature, nucleus.top_p) == (
+            trainer.temperature,
+            trainer.top_p,
+        ) and nucleus.top_p < 1
+        config = kw["generation_config"]
+        assert (config.temperature, config.top_p, config.top_k) == (1.0, 1.0, 0)
+        assert vision <= set(config.suppress_tokens)
     loss_calls = [c for c in calls if c["grad"]]
     nograd_logps = [c for c in calls if c["logps"] and not c["grad"]]
     assert len(loss_calls) == 2  # one per optimizer step

@@ -38,7 +38,7 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from transformers import LogitsProcessorList, Trainer
+from transformers import Trainer
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
@@ -47,7 +47,7 @@ from reasonact.rewards import get_reward
 from reasonact.rewards.functions import accuracy_reward, normalize_weights
 from reasonact.rewards.parse import block_matches
 from reasonact.video import Video, read_video, shuffle_frames
-from reasonact.vlm import NucleusWarper, token_logps, until_eos, vision_token_ids
+from reasonact.vlm import nucleus_sampling, token_logps, until_eos, vision_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -206,11 +206,9 @@ class VideoGRPOTrainer(GRPOTrainer):
         self._video_id = tok.convert_tokens_to_ids("<|video_pad|>")
         self._image_id = tok.convert_tokens_to_ids("<|image_pad|>")
         self._video = None  # video tensors of the sequences being scored (set only inside _with_video)
-        self._encoded = None  # processor output of the current generation batch
-        self._shuffled_encoded = (
-            None  # the batch's shuffled-frame prompts (processor output), until generated
-        )
-        self._shuffled = None  # their completions, one list per prompt group
+        self._encoded = None  # processor output of the current generation batch (its ordered prompts)
+        self._rollouts = None  # the same + the shuffled-frame prompts, left-padded, until generated
+        self._shuffled = None  # the shuffled-frame completions, one list per prompt group
         self._last_rewards = None  # rewards per function of the last batch (gathered)
         self._clock = defaultdict(float)
         generate_every = self.args.steps_per_generation * self.num_iterations
@@ -236,8 +234,9 @@ class VideoGRPOTrainer(GRPOTrainer):
         videos = self._read_videos(inputs)
         g = self.num_generations if self.model.training else self.num_generations_eval
         inputs = [{**x, "group_id": i // g} for i, x in enumerate(inputs)]
-        self._shuffled_encoded, self._shuffled = self._shuffled_prompts(inputs, videos, g), None
-        self._encoded = self._encode([x["prompt"] for x in inputs], videos)
+        prompts, clips = self._shuffled_prompts(inputs, videos, g)
+        self._rollouts = self._encode([x["prompt"] for x in inputs] + prompts, videos + clips)
+        self._encoded, self._shuffled = first_rows(self._rollouts, len(inputs)), None
         video = {k: self._encoded[k].to(self.accelerator.device) for k in VIDEO_KEYS}
         with self._with_video(video):  # old-policy and reference log-probs see the clip
             output = super()._generate_and_score_completions(inputs)
@@ -262,7 +261,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         return [cache[x["video"]] for x in inputs]
 
     def _encode(self, prompts, videos):
-        return encode_chats(self.processing_class, prompts, videos)
+        return encode_chats(self.processing_class, prompts, videos, padding_side="left")  # to generate
 
     @staticmethod
     def _generation_inputs(enc):
@@ -282,57 +281,43 @@ class VideoGRPOTrainer(GRPOTrainer):
             raise RuntimeError("VideoGRPOTrainer: prompts and encoded videos are out of step")
         return ids, None, fields
 
-    def _shuffled_prompts(self, inputs, videos, g: int):
-        """Per prompt group: ``shuffled_generations`` prompts with its frames in a random order, encoded
-        (None when there are none). Their completions are sampled with the ordered ones."""
+    def _shuffled_prompts(self, inputs, videos, g: int) -> tuple[list, list[Video]]:
+        """(prompts, clips): per prompt group, ``shuffled_generations`` copies of its prompt with its frames in
+        a random order. Their completions are sampled with the ordered ones."""
         firsts = list(range(0, len(inputs), g))
         for s in firsts:  # TRL's sampler repeats each prompt g times in a row; the bonus relies on it
             if any(x["video"] != inputs[s]["video"] for x in inputs[s : s + g]):
                 raise RuntimeError(f"rows {s}..{s + g - 1} are not one prompt group")
         k = self.shuffled_generations
-        if k == 0:
-            return None
         rng = np.random.default_rng([self.args.seed, self.state.global_step, self.accelerator.process_index])
-        clips = [shuffle_frames(videos[s], rng) for s in firsts]
-        return self._encode(
-            [inputs[s]["prompt"] for s in firsts for _ in range(k)], [c for c in clips for _ in range(k)]
-        )
+        clips = [shuffle_frames(videos[s], rng) for s in firsts] if k else []
+        return [inputs[s]["prompt"] for s in firsts for _ in range(k)], [c for c in clips for _ in range(k)]
 
     def _generate_single_turn(self, prompt_ids, images, fields, num_generations, has_tool_images=False):
-        """The round's one generate call: the shuffled-frame prompts appended to the ordered ones (one call
-        takes 0.81-0.87 of two's time on 2 cores) and top-p by ``vlm.NucleusWarper``, which does not sort
-        the vocabulary at every token (BENCHMARKS.md). The shuffled completions are kept aside,
-        ``shuffled_generations`` per prompt group."""
-        shuffled, self._shuffled_encoded = self._shuffled_encoded, None
-        n, k = len(prompt_ids), self.shuffled_generations
-        if shuffled is not None:
-            extra_ids, extra = self._generation_inputs(shuffled)
-            prompt_ids = prompt_ids + extra_ids
-            fields = {
-                **{key: torch.cat([fields[key], extra[key]]) for key in VIDEO_KEYS},
-                "mm_token_type_ids": fields["mm_token_type_ids"] + extra["mm_token_type_ids"],
-            }
-        ids = self._sample(prompt_ids, fields)
-        if shuffled is not None:
-            done = [[{"role": "assistant", "content": t}] for t in self.processing_class.batch_decode(ids[n:], skip_special_tokens=True)]  # fmt: skip
+        """The round's one generate call, on ``_rollouts``: the ordered prompts (TRL's ``prompt_ids``) and the
+        shuffled-frame ones after them (one call takes 0.81-0.87 of two's time on 2 cores), top-p by
+        ``vlm.NucleusWarper``, which does not sort the vocabulary at every token (BENCHMARKS.md). The
+        shuffled completions are kept aside, ``shuffled_generations`` per prompt group."""
+        batch, self._rollouts = self._rollouts, None
+        if batch is None:
+            raise RuntimeError(
+                "VideoGRPOTrainer generates once per batch, in _generate_and_score_completions"
+            )
+        ids, n, k = self._sample(batch), len(prompt_ids), self.shuffled_generations
+        if k:
+            texts = self.processing_class.batch_decode(ids[n:], skip_special_tokens=True)
+            done = [[{"role": "assistant", "content": t}] for t in texts]
             self._shuffled = [done[j : j + k] for j in range(0, len(done), k)]
         return ids[:n], None
 
-    def _sample(self, prompt_ids, fields) -> list[list[int]]:
-        """TRL's transformers generation (prompts left-padded, the model unwrapped for DeepSpeed / FSDP,
+    def _sample(self, batch) -> list[list[int]]:
+        """TRL's transformers generation on a left-padded batch (the model unwrapped for DeepSpeed / FSDP,
         completions cut after the first end-of-sequence token), sampling with ``NucleusWarper``."""
-        width, pad = max(map(len, prompt_ids)), self.processing_class.tokenizer.pad_token_id
-        left = lambda rows, value: torch.tensor([[value] * (width - len(r)) + list(r) for r in rows])  # noqa: E731
-        inputs = {
-            "input_ids": left(prompt_ids, pad),
-            "attention_mask": left([[1] * len(r) for r in prompt_ids], 0),
-            "mm_token_type_ids": left(fields["mm_token_type_ids"], 0),
-            **{key: fields[key] for key in VIDEO_KEYS},
-        }
-        inputs = Trainer._prepare_inputs(self, inputs)  # transformers' (device; DeepSpeed's dtype), not TRL's
+        inputs = Trainer._prepare_inputs(self, dict(batch))  # transformers' (device; DeepSpeed's dtype)
+        sampling = nucleus_sampling(self.temperature, self.top_p, self.top_k or 0)
+        processors = sampling.pop("logits_processor")
         config = copy.deepcopy(self.generation_config)
-        config.temperature, config.top_p, config.top_k = 1.0, 1.0, 0  # NucleusWarper applies them
-        nucleus = NucleusWarper(self.temperature, self.top_p, self.top_k or 0)
+        config.update(**sampling)
         with (
             unwrap_model_for_generation(
                 self.model_wrapped,
@@ -344,10 +329,8 @@ class VideoGRPOTrainer(GRPOTrainer):
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            out = model.generate(
-                **inputs, generation_config=config, logits_processor=LogitsProcessorList([nucleus])
-            )
-        return until_eos(out[:, width:].tolist(), self.eos_token_ids)
+            out = model.generate(**inputs, generation_config=config, logits_processor=processors)
+        return until_eos(out[:, inputs["input_ids"].shape[1] :].tolist(), self.eos_token_ids)
 
     @contextlib.contextmanager
     def _with_video(self, video):
@@ -478,6 +461,12 @@ class VideoGRPOTrainer(GRPOTrainer):
         for name, seconds in c.items():
             self._metrics["train"][f"time/{name}"].append(seconds)
         return loss
+
+
+def first_rows(enc, n: int) -> dict:
+    """The first ``n`` sequences of a processor output (their clips' patches are the first ones)."""
+    patches = int(enc["video_grid_thw"][:n].prod(-1).sum())
+    return {key: v[:patches] if key == "pixel_values_videos" else v[:n] for key, v in enc.items()}
 
 
 def per_row(video: dict) -> dict:
