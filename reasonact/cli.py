@@ -10,7 +10,7 @@ reasonact cot fre-data --profile tiny --out DIR
 reasonact model build-tiny [--profile tiny] [--json]
 reasonact train fre|vsft|tgrpo [--profile tiny | --config F] [--run R] [--set k=v]
 reasonact eval --profile tiny [--run R] [--stage base|fre|vsft|tgrpo] [--manifest M | --protocol P] [--seeds ...]
-reasonact experiments table1|table2|table2_room --profile tiny [--rows a,b] [--clips-per-class N] [--order-clips-per-class N]
+reasonact experiments table1|table2|table2_room --profile tiny [--rows a,b] [--clips-per-class N] [--order-clips-per-class N] [--jobs N]
                      [--out DIR] [--dry-run] [--json]
 """
 
@@ -234,6 +234,7 @@ def cmd_experiments(args) -> int:
         progress=not args.json,
         command=command,
         order_clips=args.order_clips_per_class,
+        jobs=args.jobs,
     )
     if args.dry_run:
         plan = exp.plan(rows)
@@ -457,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--root", default=None, help="trained stages and evaluations (default: runs/experiments)")
     xp.add_argument("--out", default=None, help="table folder (default: <root>/<table>_<profile>)")
     xp.add_argument("--dry-run", action="store_true", help="show which stages would be trained or reused")
+    xp.add_argument("--jobs", type=int, default=1, help="stages and evaluations side by side in N processes")
 
     ba = sub.add_parser(
         "base", help="the tiny profile's perception-pretrained base model (never sees action labels)"

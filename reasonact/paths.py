@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+try:  # POSIX file locks; without them (Windows) the experiments run their jobs one at a time
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 from reasonact.config import REPO_ROOT
 
@@ -49,6 +55,26 @@ def derived_seed(*parts) -> int:
     """A 31-bit seed from any parts (stable across processes and runs, unlike ``hash``)."""
     h = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") % (2**31 - 1)
+
+
+LOCK_DIR = REPO_ROOT / "runs" / ".locks"
+
+
+@contextlib.contextmanager
+def locked(target: str | Path):
+    """Hold an exclusive lock named after ``target`` (a folder or file that several processes may create)
+    for the block: one process makes it, the others wait and then find it made. The lock file lives in
+    ``runs/.locks/``; where the OS has no file locks this is a no-op (``fcntl is None``)."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    key = hashlib.blake2b(str(Path(target).resolve()).encode(), digest_size=8).hexdigest()
+    with open(LOCK_DIR / f"{key}.lock", "a") as f:
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_jsonl(path: str | Path, what: str, check: Callable[[dict, str], None] | None = None) -> list[dict]:

@@ -385,6 +385,72 @@ def test_training_seeds_pair_each_run_with_the_baseline(tmp_path):
     assert sft["delta"]["mean"] == pytest.approx(0.2) and sft["train_seed_std"] == pytest.approx(0)
 
 
+class TimedFakes(Fakes):
+    """Fakes whose training takes 0.5 s and appends [stage, start, end] to the file ``spans``: picklable,
+    so that the processes of ``jobs=2`` can run it (what they record in memory stays there)."""
+
+    def __init__(self, spans, fail_on=None):
+        super().__init__(fail_on)
+        self.spans = str(spans)
+
+    def train(self, stage, recipe, run, **kw):
+        import time
+
+        start = time.time()
+        time.sleep(0.5)
+        out = super().train(stage, recipe, run, **kw)
+        with open(self.spans, "a") as f:
+            f.write(json.dumps([stage, start, time.time()]) + "\n")
+        return out
+
+
+def test_jobs_side_by_side_give_the_serial_table(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    serial = experiment(tmp_path / "a", TimedFakes(tmp_path / "a.log")).run()
+    both = experiment(tmp_path / "b", TimedFakes(tmp_path / "b.log"), jobs=2).run()
+    keep = ("name", "keys", "accuracy", "delta", "order_shuffled")
+    assert [{k: r[k] for k in keep} for r in both["rows"]] == [
+        {k: r[k] for k in keep} for r in serial["rows"]
+    ]
+    spans = [json.loads(line) for line in (tmp_path / "b.log").read_text().splitlines()]
+    assert sorted(s[0] for s in spans) == ["fre", "tgrpo", "tgrpo", "vsft", "vsft"]  # each stage once
+    # stages that need nothing from each other (FRE, the direct V-SFT; later the T-GRPO pair) overlap in time
+    assert any(a[1] < b[2] and b[1] < a[2] for a in spans for b in spans if a is not b), spans
+
+
+def test_a_failing_job_names_the_error_and_keeps_what_finished(tmp_path):
+    with pytest.raises(RuntimeError, match="failed: tgrpo interrupted"):
+        experiment(tmp_path, TimedFakes(tmp_path / "spans", fail_on="tgrpo"), jobs=2).run()
+    done = {s["stage"] for p in experiment(tmp_path, Fakes()).plan() for s in p["stages"] if s["done"]}
+    assert done == {"fre", "vsft"}  # a rerun trains only the T-GRPO stages
+
+
+def _hold_lock(target, spans):
+    import time
+
+    from reasonact.paths import locked
+
+    with locked(target):
+        start = time.time()
+        time.sleep(0.3)
+        with open(spans, "a") as f:
+            f.write(json.dumps([start, time.time()]) + "\n")
+
+
+def test_one_process_at_a_time_holds_a_lock(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_hold_lock, args=(tmp_path / "data", tmp_path / "spans")) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    spans = sorted(json.loads(line) for line in (tmp_path / "spans").read_text().splitlines())
+    assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no two overlap
+
+
 def test_a_trainer_that_writes_no_adapter_is_an_error(tmp_path):
     fakes = Fakes()
     fakes.train = lambda stage, recipe, run, **kw: {}
@@ -495,7 +561,7 @@ def test_real_stages_end_to_end(tmp_path, capsys):
             "--set", f"fre.data={fre}", "--set", "fre.max_steps=2", "--set", "fre.per_device_train_batch_size=2",
             "--set", "tgrpo.max_steps=1", "--set", "tgrpo.max_completion_length=8", "--set", "tgrpo.eval_clips=0",
             "--set", "eval.max_new_tokens=8", "--set", "eval.seeds=[1, 11]", "--set", "eval.efficiency_clips=1"]  # fmt: skip
-    assert main(args) == 0
+    assert main([*args, "--jobs", "2"]) == 0  # two processes (spawned: the real stages, pickled)
     result = json.loads(capsys.readouterr().out)
     rows = {r["name"]: r for r in result["rows"]}
     assert rows["base"]["clips"] == [12] and set(rows["base"]["accuracy"]["per_seed"]) == {"1", "11"}

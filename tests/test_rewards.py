@@ -452,3 +452,24 @@ def test_scorer_for_a_recipe_encoder():
     static = scorer_for("minilm-static")
     assert static.model == "minilm-static" and static is scorer_for("minilm-static")
     assert static is not default_scorer()
+
+
+def test_absurd_fps_or_duration_counts_as_missing_without_overflow():
+    """A broken record (fps of 1e-300, a duration of 1e308 s) falls back to evenly spaced frame cells over a
+    unit duration, with finite edges and no numpy overflow warning."""
+    import warnings
+
+    import numpy as np
+
+    from reasonact.rewards.gt import ground_truth
+
+    rows = [
+        {"label": "sit", "fps": 1e-300, "num_frames": 48, "num_sampled_frames": 16},
+        {"label": "sit", "duration_s": 1e308, "num_sampled_frames": 16},
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for row in rows:
+            gt = ground_truth(row, None)
+            assert gt.duration == 1.0 and gt.n_frames == 16
+            assert np.allclose(gt.edges, np.linspace(0.0, 1.0, 17))

@@ -419,20 +419,22 @@ def ensure_dataset(
         "seed": recipe.seed if seed is None else seed,
         "generator_version": paths.GENERATOR_VERSION,
     }
-    summary_path = out / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("settings") == want and all(Path(m).is_file() for m in summary["manifests"].values()):
-            return summary
-        shutil.rmtree(out)
-    summary = generate(
-        out,
-        want["clips_per_class"],
-        seed=want["seed"],
-        level=want["level"],
-        size=want["size"],
-        progress=progress,
-    )
-    summary["settings"] = want
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    with paths.locked(out):  # processes side by side (``reasonact experiments --jobs``) make it once
+        summary_path = out / "summary.json"
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+            manifests = summary["manifests"].values()
+            if summary.get("settings") == want and all(Path(m).is_file() for m in manifests):
+                return summary
+            shutil.rmtree(out)
+        summary = generate(
+            out,
+            want["clips_per_class"],
+            seed=want["seed"],
+            level=want["level"],
+            size=want["size"],
+            progress=progress,
+        )
+        summary["settings"] = want
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        return summary

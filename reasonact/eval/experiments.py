@@ -27,7 +27,8 @@ plus links to the folders of the stages before it, so the trainers and ``run_eva
 the chain's adapters. Evaluations are keyed by the stage key and the evaluation settings, in
 ``<root>/_evals/<key>/``. A finished stage or evaluation (``done.json``, written last) is never
 redone; an interrupted one resumes from its checkpoints / completions. FRE and V-SFT data are made
-once per data settings in ``<root>/_data/<key>/`` (template teacher + filter, FRE mixture).
+once per data settings in ``<root>/_data/<key>/`` (template teacher + filter, FRE mixture). ``jobs=N``
+(``--jobs``) trains and evaluates what does not depend on each other in N processes (``eval/parallel.py``).
 
 The outputs (``eval/tables.py``) go to ``<root>/<table>_<profile>/``.
 """
@@ -58,10 +59,11 @@ from reasonact.eval.experiment_config import (  # noqa: F401  (re-exported: the 
     expand_overrides,
     load_table,
 )
+from reasonact.eval.parallel import run_experiment_jobs
 from reasonact.eval.protocols import run_eval
 from reasonact.eval.tables import build_table, eval_metrics, summary_json, write_outputs
 from reasonact.library import load_library
-from reasonact.paths import FOLDERS, GENERATOR_VERSION, STAGES
+from reasonact.paths import FOLDERS, GENERATOR_VERSION, STAGES, locked
 from reasonact.rewards.scorer import Scorer
 from reasonact.train.base import ensure_model
 from reasonact.train.sft import train_stage
@@ -199,7 +201,7 @@ class Experiment:
 
     def __init__(self, spec: TableSpec, profile: str = "tiny", overrides: dict | None = None, root=None,
                  clips_per_class: int | None = None, train_seeds=None, train=None, evaluate=None, log=print,
-                 progress: bool = False, command: str | None = None, order_clips: int | None = None):  # fmt: skip
+                 progress: bool = False, command: str | None = None, order_clips: int | None = None, jobs: int = 1):  # fmt: skip
         self.spec, self.source = spec, profile
         self.root = Path(root) if root else DEFAULT_ROOT
         # None: the table's setting; 0: every clip of the test split
@@ -207,7 +209,7 @@ class Experiment:
         self.train_seeds = list(train_seeds or spec.train_seeds or [None])
         self.order_clips = spec.order_clips if order_clips is None else (order_clips or None)
         self.train_fn, self.evaluate_fn = train or train_stage_default, evaluate or evaluate_default
-        self.log, self.progress, self.command = log or (lambda *a: None), progress, command
+        self.log, self.progress, self.command, self.jobs = log or (lambda *a: None), progress, command, jobs
         profile_recipe = load_config(profile)
         self.overrides = expand_overrides(profile_recipe, {**spec.set, **(overrides or {})})
         self.recipe = load_config(profile, self.overrides)
@@ -300,10 +302,11 @@ class Experiment:
         run = self.stage_dir(node) if node.stage != "base" else d
         self.log(f"  {what} {d.name} ({node.stage} {node.key}) ...")
         data = self.root / "_data"
-        if order:
-            manifest = order_manifest(node.recipe, self.order_clips, data)
-        else:
-            manifest = subset_manifest(node.recipe, self.clips_per_class, data)
+        with locked(data):  # jobs side by side: one makes the manifest, the others wait for it
+            if order:
+                manifest = order_manifest(node.recipe, self.order_clips, data)
+            else:
+                manifest = subset_manifest(node.recipe, self.clips_per_class, data)
         summary = self.evaluate_fn(node.recipe, run, node.stage, d, manifest, self.progress)
 
         info = {"key": d.name, "model": node.key, "stage": node.stage, "clips_per_class": self.clips_per_class,
@@ -318,6 +321,8 @@ class Experiment:
 
         selected = self.rows(rows)
         t0 = time.time()
+        if self.jobs > 1:  # every stage and evaluation side by side first; the loop below then reuses them
+            run_experiment_jobs(self, selected, self.jobs)
         results = []
         for t in self.train_seeds:
             for row in selected:
@@ -410,13 +415,13 @@ def call_train_tgrpo(recipe: Recipe, run: Path, scorer=None, progress: bool = Fa
 def train_stage_default(stage: str, recipe: Recipe, run: Path, *, library_fraction: float = 1.0,
                         library_seed: int = 0, data_root=None, progress: bool = False) -> dict:  # fmt: skip
     """Train ``stage`` into the run folder ``run`` (which links the earlier stages' folders)."""
-    recipe = copy.deepcopy(recipe)
+    recipe, data_root = copy.deepcopy(recipe), data_root or DEFAULT_ROOT / "_data"
     ensure_model(recipe, progress=progress)  # the tiny base this row starts from, built once if missing
     if stage in ("fre", "vsft"):
         cfg = getattr(recipe, stage)
         if not cfg.data:
-            cfg.data = str(stage_data(recipe, data_root or DEFAULT_ROOT / "_data")[stage])
-
+            with locked(data_root):  # jobs side by side: one makes the data, the others wait for it
+                cfg.data = str(stage_data(recipe, data_root)[stage])
         return train_stage(recipe, stage, run=run, resume=True, progress=progress)
     scorer = subset_scorer(recipe, library_fraction, library_seed) if library_fraction < 1 else None
     return call_train_tgrpo(recipe, run, scorer, progress)

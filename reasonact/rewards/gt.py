@@ -16,7 +16,7 @@ without those either, N evenly spaced cells over the duration.
 Phase windows: the clip's annotated ``phases`` when they carry times; otherwise (real datasets
 have no phase annotations) the library's typical phase shares laid over the clip's duration
 (``Action.phase_windows``), ``windows_source = "library_shares"``. Without any duration, time is
-normalised to [0, 1].
+normalised to [0, 1]. An fps below ``MIN_FPS`` or a duration above ``MAX_DURATION_S`` counts as missing.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from reasonact.library import Action, Library, normalize_label
 from reasonact.video import sample_indices
 
 DEFAULT_SAMPLED_FRAMES = 16  # reasonact.prompts / config.video.num_frames: the paper's 16 frames
+MIN_FPS = 1e-3  # slower than a frame in 1000 s is a broken record, not a video: fps is ignored
+MAX_DURATION_S = 1e7  # longer (115 days) is a broken record too: treated as no duration
 COLUMNS = (
     "label",
     "dataset",
@@ -128,7 +130,7 @@ def _edges(r: dict, duration: float) -> np.ndarray:
         else DEFAULT_SAMPLED_FRAMES
     )
     fps, total = _num(r.get("fps")), _num(r.get("num_frames"))
-    if fps and fps > 0 and total and 1 <= total <= 10_000_000:
+    if fps and fps >= MIN_FPS and total and 1 <= total <= 10_000_000:
         t = np.clip((np.array(sample_indices(int(total), n), dtype=float) + 0.5) / fps, 0.0, duration)
         return np.concatenate([[0.0], (t[1:] + t[:-1]) / 2, [duration]])
     return np.linspace(0.0, duration, n + 1)
@@ -153,7 +155,7 @@ def ground_truth(r: dict, lib: Library | None) -> GroundTruth:
     duration = _num(r.get("duration_s"))
     if not duration or duration <= 0:
         fps, total = _num(r.get("fps")), _num(r.get("num_frames"))
-        duration = total / fps if fps and total and fps > 0 and total > 0 else None
+        duration = total / fps if fps and total and fps >= MIN_FPS and total > 0 else None
     phases: list[GTPhase] = []
     source = "none"
     if raw:
@@ -167,7 +169,7 @@ def ground_truth(r: dict, lib: Library | None) -> GroundTruth:
             subs = [str(x) for x in subs] if isinstance(subs, list | tuple) else []
             phases.append(GTPhase(str(p.get("name", "")), s if timed else 0.0, e if timed else 0.0, subs))
         source = "annotation" if timed else "none"
-    duration = duration if duration and duration > 0 else 1.0
+    duration = duration if duration and 0 < duration <= MAX_DURATION_S else 1.0
     if action is not None:
         if not phases:
             phases = [GTPhase(p.name, 0.0, 0.0, [s.name for s in p.sub_actions]) for p in action.phases]

@@ -275,9 +275,11 @@ def ensure_model(recipe: Recipe, progress: bool = False) -> str:
     m = recipe.model
     if m.name_or_path:
         return m.name_or_path
-    if m.use_base:
-        return str(find_base(recipe) or build_base(recipe, progress=progress))
-    return str(build_tiny_model(cfg=m.tiny, video_size=recipe.video.size))
+    # processes side by side (``reasonact experiments --jobs``): one builds it, the others wait and load it
+    with paths.locked(base_dir(recipe)):
+        if m.use_base:
+            return str(find_base(recipe) or build_base(recipe, progress=progress))
+        return str(build_tiny_model(cfg=m.tiny, video_size=recipe.video.size))
 
 
 def commit_copy(path: str | Path, dest: str | Path = COMMITTED_BASE_DIR) -> Path:
