@@ -30,6 +30,7 @@ from reasonact.data.manifest import write_manifest
 from reasonact.data.synthact import generate, parse_splits
 from reasonact.data.tiny import build_tiny_model
 from reasonact.eval.experiments import Experiment, load_table
+from reasonact.eval.parallel import stderr_log
 from reasonact.eval.protocols import run_eval, summary_lines
 from reasonact.library import load_library
 from reasonact.library.embeddings import validation_lines, validation_report
@@ -220,7 +221,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_experiments(args) -> int:
-    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
+    log = stderr_log if args.json else print
     rows = [r for item in args.rows or [] for r in item.split(",") if r]
     command = "reasonact " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["experiments"] else None
     exp = Experiment(

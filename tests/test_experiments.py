@@ -426,6 +426,15 @@ def test_a_failing_job_names_the_error_and_keeps_what_finished(tmp_path):
     assert done == {"fre", "vsft"}  # a rerun trains only the T-GRPO stages
 
 
+def test_jobs_refuse_unknown_dependencies_and_cycles():
+    from reasonact.eval.parallel import run_jobs
+
+    with pytest.raises(ValueError, match="unknown jobs: \\['c'\\]"):
+        run_jobs({"a": (print,)}, {"a": ["c"]}, workers=2)
+    with pytest.raises(ValueError, match="can never start"):
+        run_jobs({"a": (print,), "b": (print,)}, {"a": ["b"], "b": ["a"]}, workers=2)
+
+
 def _hold_lock(target, spans):
     import time
 
