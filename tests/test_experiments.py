@@ -435,6 +435,27 @@ def test_jobs_refuse_unknown_dependencies_and_cycles():
         run_jobs({"a": (print,), "b": (print,)}, {"a": ["b"], "b": ["a"]}, workers=2)
 
 
+def test_jobs_start_the_longest_waiting_chain_first():
+    from reasonact.eval.parallel import run_jobs
+
+    started = []
+    jobs = {name: (abs, 1) for name in ["eval1", "eval2", "fre", "vsft", "eval3"]}
+    run_jobs(jobs, {"vsft": ["fre"], "eval3": ["vsft"]}, workers=1, log=started.append)
+    # in the given order the evaluations would go first and the training chain would run last, alone
+    names = [s.split(":")[0].removeprefix("[jobs] ") for s in started]
+    assert names == ["fre", "vsft", "eval1", "eval2", "eval3"]
+
+
+def test_a_job_prints_to_stderr(capfd):
+    """A worker's stdout is its stderr, so a `--json` command's stdout stays one JSON object (capfd sees the
+    spawned process's file descriptors, which it inherits)."""
+    from reasonact.eval.parallel import run_jobs
+
+    run_jobs({"a": (print, "a trainer's log line")}, {}, workers=1, log=lambda *a: None)
+    out, err = capfd.readouterr()
+    assert "a trainer's log line" in err and "a trainer's log line" not in out
+
+
 def _hold_lock(target, spans):
     import time
 
@@ -647,6 +668,28 @@ def test_bootstrap_ci_known_cases():
     assert bootstrap_ci(pd.DataFrame()) is None
 
 
+def test_evaluations_made_in_another_checkout_still_pair(tmp_path):
+    """Completions name their clip by path; two evaluations of the same clips, one with repository-relative
+    paths and one made where the manifest held absolute paths of another checkout, pair clip by clip."""
+    from reasonact.eval.metrics import bootstrap_ci
+    from reasonact.eval.tables import clip_scores
+
+    runs = []
+    for name, prefix, right in [
+        ("a", "data/synthact_easy/test", 1.0),
+        ("b", "/elsewhere/data/synthact_easy/test", 0.0),
+    ]:
+        folder = tmp_path / name / "synthact_test"
+        folder.mkdir(parents=True)
+        lines = [{"clip": f"{prefix}/{label}/{label}_0000{i}.mp4", "label": label, "seed": 1, "condition": "ordered",
+                  "accuracy": right} for label in ("sit", "stand") for i in range(3)]  # fmt: skip
+        (folder / "completions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in lines))
+        runs.append([{"train_seed": 1, "eval": {"metrics": {"eval_dir": str(tmp_path / name)}}}])
+    a, b = clip_scores(runs[0]), clip_scores(runs[1])
+    assert a.shape == b.shape == (6, 1) and list(a.index) == list(b.index)
+    assert bootstrap_ci(a, b)["ci95"] == [1.0, 1.0]  # every clip right in one, wrong in the other
+
+
 @pytest.mark.parametrize("level, name", [(None, "t_tiny.json"), ("medium", "t_tiny_medium.json")])
 def test_a_whole_table_of_the_experiments_folder_is_written_to_results(tmp_path, monkeypatch, level, name):
     """A whole run of a table in configs/experiments also writes results/<table>_<profile>[_<level>].json,
@@ -667,6 +710,14 @@ def test_a_whole_table_of_the_experiments_folder_is_written_to_results(tmp_path,
     assert summary == json.loads((tmp_path / "xp" / "t_tiny" / "summary.json").read_text())
     partial = experiment(tmp_path, Fakes(), overrides=over).run(rows=["base", "full"])
     assert str(written) not in partial["files"]["summary"]  # only whole tables are committed
+    # a whole table run with other steps or clips is not the table: the committed file stays as it was
+    written.unlink()
+    for kw in [
+        {"overrides": {**(over or {}), "fre.max_steps": 3}},
+        {"overrides": over, "clips_per_class": 1},
+    ]:
+        assert str(written) not in experiment(tmp_path, Fakes(), **kw).run()["files"]["summary"]
+    assert not written.exists()
 
 
 def test_the_committed_tables_hold_what_they_claim():

@@ -27,6 +27,22 @@ def _worker(threads: int) -> None:
     sys.stdout = sys.stderr
 
 
+def chain_heights(jobs, after) -> dict[str, int]:
+    """Each job's longest chain of jobs waiting on it, itself included (a cycle counts 0). Ready jobs start
+    highest first: a seed's training chain does not wait behind evaluations and end up running alone."""
+    needed_by = {n: [m for m in jobs if n in after.get(m, ())] for n in jobs}
+    height: dict[str, int] = {}
+
+    def h(n, seen=()):
+        if n in seen:
+            return 0
+        if n not in height:
+            height[n] = 1 + max((h(m, (*seen, n)) for m in needed_by[n]), default=0)
+        return height[n]
+
+    return {n: h(n) for n in jobs}
+
+
 def run_jobs(jobs: dict[str, tuple], after: dict[str, list[str]], workers: int, threads: int | None = None,
              log=print) -> dict[str, Any]:  # fmt: skip
     """``jobs``: {name: (function, *args)} (picklable); ``after``: {name: [jobs it needs first]}. Returns
@@ -38,6 +54,7 @@ def run_jobs(jobs: dict[str, tuple], after: dict[str, list[str]], workers: int, 
     if workers > 1 and paths.fcntl is None:
         raise RuntimeError("jobs side by side need POSIX file locks (fcntl); run them one at a time here")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    height = chain_heights(jobs, after)
     results, running, failed = {}, {}, None
     ctx = mp.get_context("spawn")  # a fresh interpreter: no torch state forked from the parent
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker, initargs=(threads,)) as pool:
@@ -48,6 +65,7 @@ def run_jobs(jobs: dict[str, tuple], after: dict[str, list[str]], workers: int, 
                 for n in jobs
                 if n not in results and n not in busy and set(after.get(n, ())) <= set(results)
             ]
+            ready.sort(key=lambda n: -height[n])  # stable: equal heights keep their order
             for name in ready[: (workers - len(running)) if failed is None else 0]:
                 fn, *args = jobs[name]
                 running[pool.submit(fn, *args)] = name
@@ -73,23 +91,30 @@ def stderr_log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def run_experiment_jobs(exp, rows, workers: int) -> None:
-    """Train and evaluate what ``rows`` of an ``Experiment`` need and is not done yet, side by side; the
-    experiment's serial pass then finds every stage and evaluation done and assembles the table."""
+def experiment_jobs(exp, rows, skip_done: bool = True) -> tuple[dict, dict]:
+    """The stages and evaluations that ``rows`` of an ``Experiment`` need, as ``run_jobs``' ``(jobs, after)``;
+    with ``skip_done`` only those not done yet."""
     child = copy.copy(exp)
     child.log, child.progress = stderr_log, False
+    todo = lambda d: not (skip_done and (d / "done.json").is_file())  # noqa: E731
     jobs, after = {}, {}
     for t in exp.train_seeds:
         for row in rows:
             node = exp.chain(row, t)
             for n in node.lineage():
-                if not (exp.stage_dir(n) / "done.json").is_file():
+                if todo(exp.stage_dir(n)):
                     jobs[n.key] = (child.ensure_stage, n)
                     after[n.key] = [n.parent.key]
             for order in [False, True] if exp.order_clips else [False]:
-                name = exp.eval_dir(node, order).name
-                if not (exp.eval_dir(node, order) / "done.json").is_file():
+                if todo(exp.eval_dir(node, order)):
+                    name = exp.eval_dir(node, order).name
                     jobs[name], after[name] = (child.ensure_eval, node, order), [node.key]
-    after = {name: [d for d in need if d in jobs] for name, need in after.items()}
+    return jobs, {name: [d for d in need if d in jobs] for name, need in after.items()}
+
+
+def run_experiment_jobs(exp, rows, workers: int) -> None:
+    """Train and evaluate what ``rows`` of an ``Experiment`` need and is not done yet, side by side; the
+    experiment's serial pass then finds every stage and evaluation done and assembles the table."""
+    jobs, after = experiment_jobs(exp, rows)
     if jobs:
         run_jobs(jobs, after, workers, log=exp.log)

@@ -85,7 +85,8 @@ def clip_scores(
     runs: list[dict], condition: str = "ordered", labels=None, key: str = "accuracy"
 ) -> pd.DataFrame:
     """Clips x runs (``train/eval`` seed) of ``key`` for one row's runs, read from their completions
-    (``labels``: only clips of these labels). Empty when the evaluations kept no completions."""
+    (``labels``: only clips of these labels). Empty when the evaluations kept no completions. A clip is its
+    dataset, label and file name, not its path: evaluations made in another checkout still pair."""
     cols = {}
     for r in runs:
         t = r["train_seed"]
@@ -94,7 +95,8 @@ def clip_scores(
             for c in read_completions(path):
                 if c["condition"] == condition and (labels is None or c["label"] in labels):
                     run = f"{c['seed']}" if t is None else f"{t}/{c['seed']}"
-                    cols.setdefault(run, {})[f"{path.parent.name}/{c['clip']}"] = float(c.get(key) or 0.0)
+                    clip = f"{path.parent.name}/{c['label']}/{Path(c['clip']).name}"
+                    cols.setdefault(run, {})[clip] = float(c.get(key) or 0.0)
     return pd.DataFrame(cols).sort_index()
 
 

@@ -1,0 +1,86 @@
+"""How long would a table take with ``--jobs N``, from the times its stages and evaluations took? (prints JSON)
+
+    python bench/schedule.py table2 --root runs/experiments [--train-seeds 1 2 3] [--workers 2]
+
+``reasonact experiments --jobs N`` starts each stage or evaluation once the jobs it needs are done, at most N
+at a time. This replays that schedule without training anything: every job lasts the ``seconds`` recorded in
+its ``done.json`` under ``--root`` (a finished run of the table, ideally one made with the same ``--jobs``: a
+1-thread job is slower than a 2-thread one), and the replay reports the table's wall time from nothing under
+two orders of the ready jobs: ``row_order`` (the table's rows and seeds in turn, the runner before it started
+the longest waiting chains first) and ``highest_first`` (the runner now: ``eval.parallel.chain_heights``). It
+also prints the two bounds no order beats: ``sum / workers`` and the longest chain (``critical_path``).
+Jobs without a recorded time are listed under ``unmeasured`` and counted as 0 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from reasonact.eval.experiment_config import load_table  # noqa: E402
+from reasonact.eval.experiments import Experiment  # noqa: E402
+from reasonact.eval.parallel import chain_heights, experiment_jobs  # noqa: E402
+
+
+def replay(seconds: dict, after: dict, workers: int, priority) -> float:
+    """The wall time of ``run_jobs``' schedule with these job times (ready jobs sorted by ``priority``)."""
+    t, done, started, running = 0.0, set(), set(), []
+    while len(done) < len(seconds):
+        ready = sorted((n for n in seconds if n not in started and set(after[n]) <= done), key=priority)
+        for n in ready[: workers - len(running)]:
+            started.add(n)
+            heapq.heappush(running, (t + seconds[n], n))
+        t, n = heapq.heappop(running)
+        done.add(n)
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("table")
+    ap.add_argument("--root", default=str(ROOT / "runs" / "experiments"), help="a run of the table")
+    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    root = Path(args.root)
+    exp = Experiment(load_table(args.table), args.profile, root=root, train_seeds=args.train_seeds)
+    jobs, after = experiment_jobs(exp, exp.rows(None), skip_done=False)
+    seconds, unmeasured = {}, []
+    for name in jobs:
+        done = [root / sub / name / "done.json" for sub in ("_stages", "_evals")]
+        found = [json.loads(p.read_text())["seconds"] for p in done if p.is_file()]
+        seconds[name] = found[0] if found else 0.0
+        if not found:
+            unmeasured.append(name)
+    height = chain_heights(jobs, after)
+    path: dict[str, float] = {}
+    for name in sorted(
+        jobs, key=lambda n: -height[n]
+    ):  # a job's parents are higher: this is a topological order
+        path[name] = seconds[name] + max((path[d] for d in after[name]), default=0.0)
+    out = {
+        "table": args.table,
+        "root": str(root),
+        "workers": args.workers,
+        "jobs": len(jobs),
+        "stages": sum(1 for n in jobs if not n.startswith("eval-")),
+        "job_seconds_sum": round(sum(seconds.values()), 1),
+        "unmeasured": unmeasured,
+        "bound_sum_over_workers_s": round(sum(seconds.values()) / args.workers, 1),
+        "critical_path_s": round(max(path.values(), default=0.0), 1),
+        "row_order_s": round(replay(seconds, after, args.workers, lambda n: 0), 1),
+        "highest_first_s": round(replay(seconds, after, args.workers, lambda n: -height[n]), 1),
+    }
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
