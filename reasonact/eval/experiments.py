@@ -212,8 +212,7 @@ class Experiment:
         self.log, self.progress, self.command, self.jobs = log or (lambda *a: None), progress, command, jobs
         profile_recipe = load_config(profile)
         self.overrides = expand_overrides(profile_recipe, {**spec.set, **(overrides or {})})
-        # what makes a run other than the table's own (results/ then keeps the committed table)
-        self.changes = sorted(set(overrides or {}) - {"data.synthact_level"}) + [
+        self.changes = sorted(set(overrides or {}) - {"data.synthact_level"}) + [  # not the table's own run
             f"--{k} {v}" for k, v, own in [("clips-per-class", self.clips_per_class, spec.clips_per_class),
                                            ("order-clips-per-class", self.order_clips, spec.order_clips)] if v != own
         ]  # fmt: skip
@@ -358,10 +357,9 @@ class Experiment:
         whole = [r.name for r in selected] == [r.name for r in self.spec.select()]
         if whole and self.spec.path.parent == TABLE_DIR:  # a whole table of configs/experiments: commit it
             committed = RESULTS_DIR / f"{self.spec.name}_{self.profile}{self.level_suffix()}.json"
+            paths += [] if self.changes else [committed]
             if self.changes:
                 self.log(f"{committed} not written: this run changes the table ({', '.join(self.changes)})")
-            else:
-                paths.append(committed)
         for path in paths:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
