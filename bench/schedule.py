@@ -33,10 +33,14 @@ def replay(seconds: dict, after: dict, workers: int, priority) -> float:
     """The wall time of ``run_jobs``' schedule with these job times (ready jobs sorted by ``priority``)."""
     t, done, started, running = 0.0, set(), set(), []
     while len(done) < len(seconds):
-        ready = sorted((n for n in seconds if n not in started and set(after[n]) <= done), key=priority)
-        for n in ready[: workers - len(running)]:
+        ready = sorted(
+            (n for n in seconds if n not in started and set(after.get(n, ())) <= done), key=priority
+        )
+        for n in ready[: max(workers, 1) - len(running)]:
             started.add(n)
             heapq.heappush(running, (t + seconds[n], n))
+        if not running:
+            raise ValueError(f"jobs that can never start: {sorted(set(seconds) - started)}")
         t, n = heapq.heappop(running)
         done.add(n)
     return t

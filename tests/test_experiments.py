@@ -65,7 +65,11 @@ def test_shipped_tables_parse_and_share_stages(tmp_path):
     assert plan1["full"]["order_eval"] == plan2["complete"]["order_eval"]  # one order probe per model too
     assert plan2["baseline"]["stages"] == [] and not plan2["baseline"]["eval_done"]
     # the baseline row is always evaluated (the paired differences need it)
-    assert [p["row"] for p in Experiment(t1, "tiny", root=tmp_path).plan(["full"])] == ["baseline", "full"]
+    assert [p["row"] for p in Experiment(t1, "tiny", root=tmp_path).plan(["full"])] == [
+        "baseline",
+        "full",
+    ] * 3
+    assert t1.train_seeds == t2.train_seeds == [1, 2, 3]  # the committed tables' seeds are the tables' own
 
 
 def test_the_room_table_shares_fre_and_trains_a_shorter_vsft(tmp_path):
@@ -557,7 +561,7 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
 
     assert main(["experiments", "table2", "--dry-run", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 15 and out[0].startswith("baseline: base | eval-")
+    assert len(out) == 15 * 3 and out[0].startswith("baseline: base | eval-")  # 3 training seeds
     assert all(" + order probe eval-" in line for line in out)  # the shipped tables' order probe
     assert (
         main(["experiments", "table2", "--dry-run", "--root", str(tmp_path), "--order-clips-per-class", "0"])
@@ -715,6 +719,7 @@ def test_a_whole_table_of_the_experiments_folder_is_written_to_results(tmp_path,
     for kw in [
         {"overrides": {**(over or {}), "fre.max_steps": 3}},
         {"overrides": over, "clips_per_class": 1},
+        {"overrides": over, "train_seeds": [5]},
     ]:
         assert str(written) not in experiment(tmp_path, Fakes(), **kw).run()["files"]["summary"]
     assert not written.exists()

@@ -1,5 +1,7 @@
 """bench/schedule.py: replaying ``--jobs``' schedule on recorded job times, and the order it starts jobs in."""
 
+import pytest
+
 from bench.schedule import replay
 from reasonact.eval.parallel import chain_heights
 
@@ -13,3 +15,5 @@ def test_replay_times_both_orders_on_two_workers():
     assert replay(seconds, after, 2, lambda n: 0) == 30.0
     assert replay(seconds, after, 2, lambda n: -height[n]) == 20.0
     assert replay(seconds, after, 1, lambda n: 0) == 40.0  # one worker: the sum
+    with pytest.raises(ValueError, match="never start"):
+        replay(seconds, {**after, "fre": ["vsft"]}, 2, lambda n: 0)

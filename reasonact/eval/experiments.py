@@ -213,8 +213,9 @@ class Experiment:
         profile_recipe = load_config(profile)
         self.overrides = expand_overrides(profile_recipe, {**spec.set, **(overrides or {})})
         self.changes = sorted(set(overrides or {}) - {"data.synthact_level"}) + [  # not the table's own run
-            f"--{k} {v}" for k, v, own in [("clips-per-class", self.clips_per_class, spec.clips_per_class),
-                                           ("order-clips-per-class", self.order_clips, spec.order_clips)] if v != own
+            f"--{k} {v or 0}" for k, v, own in [("clips-per-class", self.clips_per_class, spec.clips_per_class),
+                                                ("order-clips-per-class", self.order_clips, spec.order_clips),
+                                                ("train-seeds", self.train_seeds, spec.train_seeds or [None])] if v != own
         ]  # fmt: skip
         self.recipe = load_config(profile, self.overrides)
         self.profile = self.recipe.profile
