@@ -9,7 +9,8 @@ its ``done.json`` under ``--root`` (a finished run of the table, ideally one mad
 two orders of the ready jobs: ``row_order`` (the table's rows and seeds in turn, the runner before it started
 the longest waiting chains first) and ``highest_first`` (the runner now: ``eval.parallel.chain_heights``). It
 also prints the two bounds no order beats: ``sum / workers`` and the longest chain (``critical_path``).
-Jobs without a recorded time are listed under ``unmeasured`` and counted as 0 s.
+Jobs without a recorded time are listed under ``unmeasured`` and counted as 0 s. ``--since T`` (a Unix time)
+replays only the jobs whose ``done.json`` is newer than T: what a run started at T had left to do.
 """
 
 from __future__ import annotations
@@ -26,17 +27,14 @@ if str(ROOT) not in sys.path:
 
 from reasonact.eval.experiment_config import load_table  # noqa: E402
 from reasonact.eval.experiments import Experiment  # noqa: E402
-from reasonact.eval.parallel import chain_heights, experiment_jobs  # noqa: E402
+from reasonact.eval.parallel import chain_heights, experiment_jobs, ready_order  # noqa: E402
 
 
-def replay(seconds: dict, after: dict, workers: int, priority) -> float:
-    """The wall time of ``run_jobs``' schedule with these job times (ready jobs sorted by ``priority``)."""
+def replay(seconds: dict, after: dict, workers: int, height: dict) -> float:
+    """The wall time of ``run_jobs``' schedule with these job times and start order (``ready_order``)."""
     t, done, started, running = 0.0, set(), set(), []
     while len(done) < len(seconds):
-        ready = sorted(
-            (n for n in seconds if n not in started and set(after.get(n, ())) <= done), key=priority
-        )
-        for n in ready[: max(workers, 1) - len(running)]:
+        for n in ready_order(seconds, after, done, started, height)[: max(workers, 1) - len(running)]:
             started.add(n)
             heapq.heappush(running, (t + seconds[n], n))
         if not running:
@@ -46,6 +44,19 @@ def replay(seconds: dict, after: dict, workers: int, priority) -> float:
     return t
 
 
+def job_seconds(exp, jobs: dict, since: float | None = None) -> tuple[dict, list]:
+    """{job: seconds} from each job's ``done.json`` (0 where there is none: the second list), and with ``since``
+    (a Unix time) only the jobs finished after it: the jobs a run started then had left to do."""
+    seconds, unmeasured = {}, []
+    for name, (_, node, *order) in jobs.items():
+        done = (exp.eval_dir(node, *order) if order else exp.stage_dir(node)) / "done.json"
+        if not done.is_file():
+            unmeasured.append(name)
+        if since is None or not done.is_file() or done.stat().st_mtime > since:
+            seconds[name] = json.loads(done.read_text())["seconds"] if done.is_file() else 0.0
+    return seconds, unmeasured
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("table")
@@ -53,35 +64,29 @@ def main() -> None:
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--train-seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--since", type=float, default=None, help="Unix time: only the jobs finished after it")
     args = ap.parse_args()
     root = Path(args.root)
     exp = Experiment(load_table(args.table), args.profile, root=root, train_seeds=args.train_seeds)
     jobs, after = experiment_jobs(exp, exp.rows(None), skip_done=False)
-    seconds, unmeasured = {}, []
-    for name in jobs:
-        done = [root / sub / name / "done.json" for sub in ("_stages", "_evals")]
-        found = [json.loads(p.read_text())["seconds"] for p in done if p.is_file()]
-        seconds[name] = found[0] if found else 0.0
-        if not found:
-            unmeasured.append(name)
-    height = chain_heights(jobs, after)
+    seconds, unmeasured = job_seconds(exp, jobs, args.since)
+    after = {n: [d for d in after[n] if d in seconds] for n in seconds}
+    height = chain_heights(seconds, after)
     path: dict[str, float] = {}
-    for name in sorted(
-        jobs, key=lambda n: -height[n]
-    ):  # a job's parents are higher: this is a topological order
+    for name in sorted(seconds, key=lambda n: -height[n]):  # a job's parents are higher: a topological order
         path[name] = seconds[name] + max((path[d] for d in after[name]), default=0.0)
     out = {
         "table": args.table,
         "root": str(root),
         "workers": args.workers,
-        "jobs": len(jobs),
-        "stages": sum(1 for n in jobs if not n.startswith("eval-")),
+        "jobs": len(seconds),
+        "stages": sum(1 for n in seconds if not n.startswith("eval-")),
         "job_seconds_sum": round(sum(seconds.values()), 1),
         "unmeasured": unmeasured,
         "bound_sum_over_workers_s": round(sum(seconds.values()) / args.workers, 1),
         "critical_path_s": round(max(path.values(), default=0.0), 1),
-        "row_order_s": round(replay(seconds, after, args.workers, lambda n: 0), 1),
-        "highest_first_s": round(replay(seconds, after, args.workers, lambda n: -height[n]), 1),
+        "row_order_s": round(replay(seconds, after, args.workers, dict.fromkeys(seconds, 0)), 1),
+        "highest_first_s": round(replay(seconds, after, args.workers, height), 1),
     }
     print(json.dumps(out, indent=1))
 

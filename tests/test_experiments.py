@@ -450,6 +450,24 @@ def test_jobs_start_the_longest_waiting_chain_first():
     assert names == ["fre", "vsft", "eval1", "eval2", "eval3"]
 
 
+def test_the_schedule_replay_reads_each_jobs_time_from_its_folder(tmp_path):
+    """bench/schedule.py on a finished run: every stage and evaluation of the table has its recorded time, and
+    ``since`` keeps only the jobs finished after that moment."""
+    import time
+
+    from bench.schedule import job_seconds
+    from reasonact.eval.parallel import experiment_jobs
+
+    exp = experiment(tmp_path, Fakes(), order_clips=4)
+    exp.run()
+    jobs, after = experiment_jobs(exp, exp.rows(None), skip_done=False)
+    assert experiment_jobs(exp, exp.rows(None)) == ({}, {})  # everything done
+    seconds, unmeasured = job_seconds(exp, jobs)
+    assert set(seconds) == set(jobs) and not unmeasured and all(s >= 0 for s in seconds.values())
+    assert any(n.startswith("eval-") for n in seconds) and any(n.startswith("tgrpo-") for n in seconds)
+    assert job_seconds(exp, jobs, since=time.time() + 60) == ({}, [])
+
+
 def test_a_job_prints_to_stderr(capfd):
     """A worker's stdout is its stderr, so a `--json` command's stdout stays one JSON object (capfd sees the
     spawned process's file descriptors, which it inherits)."""

@@ -12,8 +12,9 @@ def test_replay_times_both_orders_on_two_workers():
     height = chain_heights(seconds, after)
     assert height == {"eval1": 1, "eval2": 1, "fre": 2, "vsft": 1}
     # in row order both evaluations go first and V-SFT runs alone at the end
-    assert replay(seconds, after, 2, lambda n: 0) == 30.0
-    assert replay(seconds, after, 2, lambda n: -height[n]) == 20.0
-    assert replay(seconds, after, 1, lambda n: 0) == 40.0  # one worker: the sum
+    flat = dict.fromkeys(seconds, 0)
+    assert replay(seconds, after, 2, flat) == 30.0
+    assert replay(seconds, after, 2, height) == 20.0
+    assert replay(seconds, after, 1, flat) == 40.0  # one worker: the sum
     with pytest.raises(ValueError, match="never start"):
-        replay(seconds, {**after, "fre": ["vsft"]}, 2, lambda n: 0)
+        replay(seconds, {**after, "fre": ["vsft"]}, 2, flat)

@@ -43,6 +43,13 @@ def chain_heights(jobs, after) -> dict[str, int]:
     return {n: h(n) for n in jobs}
 
 
+def ready_order(jobs, after, done, taken, height) -> list[str]:
+    """The jobs that can start now (not ``taken``, everything they need ``done``), highest ``height`` first;
+    equal heights keep the order of ``jobs`` (``bench/schedule.py`` replays the runner with this)."""
+    ready = [n for n in jobs if n not in taken and set(after.get(n, ())) <= done]
+    return sorted(ready, key=lambda n: -height[n])
+
+
 def run_jobs(jobs: dict[str, tuple], after: dict[str, list[str]], workers: int, threads: int | None = None,
              log=print) -> dict[str, Any]:  # fmt: skip
     """``jobs``: {name: (function, *args)} (picklable); ``after``: {name: [jobs it needs first]}. Returns
@@ -59,13 +66,7 @@ def run_jobs(jobs: dict[str, tuple], after: dict[str, list[str]], workers: int, 
     ctx = mp.get_context("spawn")  # a fresh interpreter: no torch state forked from the parent
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker, initargs=(threads,)) as pool:
         while True:
-            busy = set(running.values())
-            ready = [
-                n
-                for n in jobs
-                if n not in results and n not in busy and set(after.get(n, ())) <= set(results)
-            ]
-            ready.sort(key=lambda n: -height[n])  # stable: equal heights keep their order
+            ready = ready_order(jobs, after, set(results), set(results) | set(running.values()), height)
             for name in ready[: (workers - len(running)) if failed is None else 0]:
                 fn, *args = jobs[name]
                 running[pool.submit(fn, *args)] = name
