@@ -40,7 +40,14 @@ import torch  # noqa: E402
 
 import reasonact  # noqa: E402,F401  (before transformers: the torchvision fix)
 from reasonact.config import load_config  # noqa: E402
-from reasonact.data.perception import FIELDS, answer_slots, perception_items, render_pool, to_example  # noqa: E402
+from reasonact.data.perception import (  # noqa: E402
+    FIELDS,
+    answer_slots,
+    format_example,
+    perception_items,
+    render_pool,
+    to_example,
+)
 from reasonact.data.synthact import CLASSES  # noqa: E402
 from reasonact.prompts import FORMAT_HINT, QUESTION, video_messages  # noqa: E402
 from reasonact.train.sft import VideoCollator  # noqa: E402
@@ -51,22 +58,6 @@ ANSWER = re.compile(r"^\s*<think>.*?</think>\s*<answer>(.*?)</answer>\s*$", re.S
 
 def with_options(question: str, options: list[str]) -> str:
     return f"{question} Options: {', '.join(options)}."
-
-
-def choice_example(item: dict, rng: np.random.Generator) -> tuple[dict, str]:
-    """A multiple-choice perception question about one field in one range, answered in the format."""
-    r = int(rng.integers(len(item["fields"])))
-    field = list(FIELDS)[int(rng.integers(len(FIELDS)))]
-    options = list(rng.permutation(FIELDS[field]))
-    frames = f"frames {2 * r + 1}-{2 * r + 2}"
-    question = with_options(
-        f"Which {field} does the body have in {frames}? Describe the body there, then give the {field}.",
-        options,
-    )
-    truth = item["fields"][r][field]
-    answer = f"<think>{answer_slots(item['fields'], [r])[0]}</think><answer>{truth}</answer>"
-    ex = to_example(item, [r])
-    return {**ex, "messages": video_messages(question, answer, FORMAT_HINT)}, truth
 
 
 def when_example(item: dict, rng: np.random.Generator) -> tuple[dict, str] | None:
@@ -152,7 +143,7 @@ def main(argv=None) -> int:
             if rng.random() < a.share:
                 kind = a.kinds[int(rng.integers(len(a.kinds)))]
                 made = when_example(item, rng) if kind == "when" else None
-                batch.append((made or choice_example(item, rng))[0])
+                batch.append((made or format_example(item, rng))[0])
             else:
                 batch.append(to_example(item, [int(rng.integers(len(item["fields"])))]))
         loss = model(**collator(batch)).loss
@@ -166,7 +157,7 @@ def main(argv=None) -> int:
     test = perception_items(recipe, a.per_class, "easy", f"{base.split}-probe-test")
     labels = [it["label"].replace("_", " ") for it in test]
     rng = np.random.default_rng(99)
-    choice = [choice_example(it, rng) for it in test]
+    choice = [format_example(it, rng) for it in test]
     report = {
         "base": str(COMMITTED_BASE_DIR.relative_to(ROOT)),
         "steps": a.steps,

@@ -155,6 +155,10 @@ class BaseConfig:
     # range's position stops predicting the pose (every clip starts and ends upright) and only the
     # video tells what the body does. 1.0: the whole clip, like every later stage.
     crop: float = 0.4
+    # share of examples that ask a multiple-choice question about the clip answered in the completion
+    # format (<think>range</think><answer>value</answer>): a base that writes the format without an action
+    # label, for an informative baseline row (BENCHMARKS.md, "An informative baseline"). 0: not in the key.
+    format_share: float = 0.0
     # pre-rendered clips per class and level (rendering per step doubles the step time)
     pool_per_class: int = 40
     max_steps: int = 300

@@ -81,17 +81,21 @@ def tiny_model_dir(cfg: TinyModelConfig, video_size: int, corpus: list[str] | No
     return CACHE_DIR / f"tiny-qwen2.5-vl-{tiny_model_key(cfg, video_size, corpus)}"
 
 
+def base_settings(recipe: Recipe) -> dict:
+    """The base section as keys see it: not ``workers`` (the same pool), not ``format_share`` while it is 0
+    (so the bases built before it existed keep their keys)."""
+    cfg = dataclasses.asdict(recipe.base)
+    return {k: v for k, v in cfg.items() if k != "workers" and (k, v) != ("format_share", 0)}
+
+
 def base_key(recipe: Recipe) -> str:
     """What the base's weights depend on: its recipe, the tiny model's sizes and seed, the frames the
     model sees and the SynthAct generator's version. Not the tokenizer corpus: the base ships its own
     tokenizer (later stages load the processor from the base's folder), so library edits that change
     the random-init model's tokenizer leave a committed base valid."""
 
-    settings = {
-        k: v for k, v in dataclasses.asdict(recipe.base).items() if k != "workers"
-    }  # workers: same pool
     parts = [
-        settings,
+        base_settings(recipe),
         dataclasses.asdict(recipe.model.tiny),
         recipe.video.size,
         recipe.video.num_frames,

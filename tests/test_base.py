@@ -186,12 +186,34 @@ def test_one_range_per_example_asks_for_it_by_name():
     assert all(len(r) == 1 for r in ranges) and len({r[0] for r in ranges}) > 4
 
 
+def test_a_format_share_asks_questions_in_the_completion_format_without_a_label():
+    item = perception.render_example("sit", 5, "easy", 64, 56)
+    plain = base.PerceptionData([[item]], length=200, ranges_per_example=1)
+    mixed = base.PerceptionData([[item]], length=200, ranges_per_example=1, format_share=0.3)
+
+    def said(ex):
+        return ex["messages"][1]["content"][0]["text"]
+
+    answers = [said(mixed.example(i)) for i in range(200)]
+    in_format = [a for a in answers if a.startswith("<think>frames ") and a.endswith("</answer>")]
+    assert 40 < len(in_format) < 80 and all(a.startswith("frames ") for a in set(answers) - set(in_format))
+    assert not any(said(plain.example(i)).startswith("<think>") for i in range(200))
+    assert [said(mixed.example(i)) for i in range(30)] == answers[:30]  # example i depends on i only
+    ex, truth = perception.format_example(item, np.random.default_rng(0))
+    question = ex["messages"][0]["content"][1]["text"]
+    options = question.split("Options: ")[1].split(".")[0].split(", ")
+    r = int(question.split(" in frames ")[1].split("-")[0]) // 2  # "... in frames 5-6?" -> range 2
+    assert truth in options and truth == item["fields"][r][question.split()[1]]
+    assert said(ex).endswith(f"<answer>{truth}</answer>") and "sit" not in question + said(ex)
+    assert question.endswith("Answer as <think>reasoning</think><answer>action</answer>.")
+
+
 def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
     r = load_config("tiny")
     key = vlm.base_key(r)
     assert key == vlm.base_key(load_config("tiny"))
     for override in ["base.learning_rate=0.01", "base.max_steps=7", "base.levels=[medium]", "video.size=112",
-                     "model.tiny.seed=3"]:  # fmt: skip
+                     "base.format_share=0.25", "model.tiny.seed=3"]:  # fmt: skip
         assert vlm.base_key(load_config("tiny", parse_overrides([override]))) != vlm.base_key(r), override
     monkeypatch.setattr(paths, "GENERATOR_VERSION", "test-bump")
     assert vlm.base_key(r) != key

@@ -23,7 +23,7 @@ import torch
 
 from reasonact.config import Recipe
 from reasonact.data.synthact import CLASSES, clip_seed, render_clip
-from reasonact.prompts import video_messages
+from reasonact.prompts import FORMAT_HINT, video_messages
 from reasonact.video import Video, resize_square, sample_indices
 from reasonact.vlm import generate
 
@@ -209,6 +209,24 @@ def to_example(item: dict, ranges: list[int] | None = None) -> dict:
     else:
         msgs = messages(answer_slots(item["fields"], ranges)[0], range_question(ranges))
     return {"frames": item["frames"], "video_metadata": video.metadata(), "messages": msgs}
+
+
+def format_example(item: dict, rng: np.random.Generator) -> tuple[dict, str]:
+    """A multiple-choice question about one field in one range, answered in the completion format: "Which
+    knees does the body have in frames 5-6? ... Options: bent, straight, folded." ->
+    ``<think>frames 5-6: tall upright ...</think><answer>bent</answer>``. The format without an action label
+    (``base.format_share``). Returns (example, the true value)."""
+    r = int(rng.integers(len(item["fields"])))
+    field = list(FIELDS)[int(rng.integers(len(FIELDS)))]
+    options = ", ".join(rng.permutation(FIELDS[field]))
+    frames = f"frames {2 * r + 1}-{2 * r + 2}"
+    question = (
+        f"Which {field} does the body have in {frames}? Describe the body there, then give the {field}."
+    )
+    truth = item["fields"][r][field]
+    answer = f"<think>{answer_slots(item['fields'], [r])[0]}</think><answer>{truth}</answer>"
+    msgs = video_messages(f"{question} Options: {options}.", answer, FORMAT_HINT)
+    return {**to_example(item, [r]), "messages": msgs}, truth
 
 
 def perception_items(recipe: Recipe, per_class: int, level: str, split: str, workers: int = 1) -> list[dict]:

@@ -68,6 +68,7 @@ from reasonact.rewards.scorer import Scorer
 from reasonact.train.base import ensure_model
 from reasonact.train.sft import train_stage
 from reasonact.train.tgrpo_stage import train_tgrpo
+from reasonact.vlm import base_settings
 
 DEFAULT_ROOT = REPO_ROOT / "runs" / "experiments"
 RESULTS_DIR = REPO_ROOT / "results"  # committed tables (summary_json): whole runs of configs/experiments only
@@ -75,9 +76,8 @@ RESULTS_DIR = REPO_ROOT / "results"  # committed tables (summary_json): whole ru
 
 def git_commit() -> str | None:
     """The repository's commit, 12 hex digits (``-dirty`` with uncommitted changes to tracked files outside
-    ``results/``, which a run rewrites), or None
-    outside a git checkout. ``status`` takes the index lock only if it is free (git's optional lock) and saves
-    the refreshed index, so only the first call after a clone pays for the notebook filter (nbstripout)."""
+    ``results/``, which a run rewrites), or None outside a git checkout. ``status`` takes the index lock only if
+    it is free (git's optional lock) and saves the refreshed index: only the first call after a clone pays."""
     import subprocess
 
     def git(*args):
@@ -131,7 +131,7 @@ def base_key(recipe: Recipe) -> str:
     recipe on the tiny profile, the frames."""
     parts = {"model": _asdict(recipe.model, {"lora"}), "video": _asdict(recipe.video)}
     if recipe.model.name_or_path is None and recipe.model.use_base:
-        parts["base"] = _asdict(recipe.base, {"workers"})
+        parts["base"] = base_settings(recipe)
     return f"base-{_hash(parts)}"
 
 

@@ -33,6 +33,7 @@ from reasonact.config import Recipe
 from reasonact.data.perception import (
     FIELDS,
     answer_slots,
+    format_example,
     messages,
     perception_items,
     render_pool,
@@ -50,7 +51,8 @@ class PerceptionData:
     """``length`` examples drawn from per-level pools with a curriculum: the first pool only until
     ``mix_start`` of the way, then the last pool's share ramps linearly to ``last_share`` by ``mix_end``.
     Example i depends only on (seed, i): read in order (``train_sampling_strategy="sequential"``),
-    a resumed run sees exactly the examples it would have seen."""
+    a resumed run sees exactly the examples it would have seen. A ``format_share`` of the examples ask a
+    multiple-choice question about the clip answered in the completion format (``format_example``)."""
 
     def __init__(
         self,
@@ -61,8 +63,10 @@ class PerceptionData:
         mix_end: float = 0.5,
         last_share: float = 0.7,
         ranges_per_example: int = 0,
+        format_share: float = 0.0,
     ):
         self.pools, self.length, self.seed, self.k = pools, length, seed, ranges_per_example
+        self.format_share = format_share
         self.mix_start, self.mix_end, self.last_share = mix_start, mix_end, last_share
 
     def level_share(self, i: int) -> float:
@@ -81,6 +85,14 @@ class PerceptionData:
         ranges = sorted(rng.choice(n, size=min(self.k, n), replace=False).tolist()) if self.k else None
         return it, ranges
 
+    def example(self, i: int) -> dict:
+        """Example i as VideoCollator takes it (frames, video_metadata, messages)."""
+        it, ranges = self.item(i)
+        rng = np.random.default_rng([self.seed, int(i), 1])
+        if self.format_share and rng.random() < self.format_share:
+            return format_example(it, rng)[0]
+        return to_example(it, ranges)
+
     def __len__(self):
         return self.length
 
@@ -89,7 +101,7 @@ class PerceptionData:
         import datasets
 
         def transform(batch):
-            items = [to_example(*self.item(i)) for i in batch["i"]]
+            items = [self.example(i) for i in batch["i"]]
             return {k: [it[k] for it in items] for k in ("frames", "video_metadata", "messages")}
 
         return datasets.Dataset.from_dict({"i": list(range(self.length))}).with_transform(transform)
@@ -205,6 +217,7 @@ def build_base(
         cfg.mix_end,
         cfg.last_share,
         cfg.ranges_per_example,
+        cfg.format_share,
     )
     vision = [p for n, p in model.named_parameters() if n.startswith("model.visual.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("model.visual.")]
