@@ -157,7 +157,7 @@ class BaseConfig:
     crop: float = 0.4
     # share of examples that ask a multiple-choice question about the clip answered in the completion
     # format (<think>range</think><answer>value</answer>): a base that writes the format without an action
-    # label, for an informative baseline row (BENCHMARKS.md, "An informative baseline"). 0: not in the key.
+    # label (BENCHMARKS.md, "Built in: `base.format_share`"). 0: left out of the keys.
     format_share: float = 0.0
     # pre-rendered clips per class and level (rendering per step doubles the step time)
     pool_per_class: int = 40

@@ -11,6 +11,7 @@ from reasonact import paths, vlm
 from reasonact.config import TrainConfig, load_config, parse_overrides
 from reasonact.data import perception
 from reasonact.data import synthact as sa
+from reasonact.eval import experiments
 from reasonact.train import base
 from reasonact.train.sft import VideoCollator, last_checkpoint, train_sft
 from reasonact.vlm import VISION_TOKENS
@@ -198,7 +199,8 @@ def test_a_format_share_asks_questions_in_the_completion_format_without_a_label(
     in_format = [a for a in answers if a.startswith("<think>frames ") and a.endswith("</answer>")]
     assert 40 < len(in_format) < 80 and all(a.startswith("frames ") for a in set(answers) - set(in_format))
     assert not any(said(plain.example(i)).startswith("<think>") for i in range(200))
-    assert [said(mixed.example(i)) for i in range(30)] == answers[:30]  # example i depends on i only
+    again = base.PerceptionData([[item]], length=200, ranges_per_example=1, format_share=0.3)
+    assert [said(again.example(i)) for i in reversed(range(30))] == answers[:30][::-1]  # i alone decides
     ex, truth = perception.format_example(item, np.random.default_rng(0))
     question = ex["messages"][0]["content"][1]["text"]
     options = question.split("Options: ")[1].split(".")[0].split(", ")
@@ -215,6 +217,12 @@ def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
     for override in ["base.learning_rate=0.01", "base.max_steps=7", "base.levels=[medium]", "video.size=112",
                      "base.format_share=0.25", "model.tiny.seed=3"]:  # fmt: skip
         assert vlm.base_key(load_config("tiny", parse_overrides([override]))) != vlm.base_key(r), override
+    # format_share at 0 is left out: the bases and stages made before it existed keep their keys
+    off = load_config("tiny", parse_overrides(["base.format_share=0"]))
+    assert "format_share" not in vlm.base_settings(r) and vlm.base_key(off) == key
+    assert experiments.base_key(off) == experiments.base_key(r)
+    on = load_config("tiny", parse_overrides(["base.format_share=0.5"]))
+    assert experiments.base_key(on) != experiments.base_key(r)
     monkeypatch.setattr(paths, "GENERATOR_VERSION", "test-bump")
     assert vlm.base_key(r) != key
 
