@@ -47,6 +47,7 @@ from reasonact.data.perception import (  # noqa: E402
     perception_items,
     render_pool,
     to_example,
+    with_options,
 )
 from reasonact.data.synthact import CLASSES  # noqa: E402
 from reasonact.prompts import FORMAT_HINT, QUESTION, video_messages  # noqa: E402
@@ -54,10 +55,6 @@ from reasonact.train.sft import VideoCollator  # noqa: E402
 from reasonact.vlm import COMMITTED_BASE_DIR, generate  # noqa: E402
 
 ANSWER = re.compile(r"^\s*<think>.*?</think>\s*<answer>(.*?)</answer>\s*$", re.S)
-
-
-def with_options(question: str, options: list[str]) -> str:
-    return f"{question} Options: {', '.join(options)}."
 
 
 def when_example(item: dict, rng: np.random.Generator) -> tuple[dict, str] | None:

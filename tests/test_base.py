@@ -210,6 +210,22 @@ def test_a_format_share_asks_questions_in_the_completion_format_without_a_label(
     assert question.endswith("Answer as <think>reasoning</think><answer>action</answer>.")
 
 
+def test_the_base_build_mixes_in_its_format_share(tmp_path, monkeypatch):
+    class Built(Exception):
+        pass
+
+    def capture(*args, **kwargs):  # stop the build where its training data is made
+        raise Built(args, kwargs)
+
+    real = base.PerceptionData
+    monkeypatch.setattr(base, "PerceptionData", capture)
+    overrides = ["base.format_share=0.5", "base.pool_per_class=1", "base.workers=1"]
+    with pytest.raises(Built) as made:
+        base.build_base(load_config("tiny", parse_overrides(overrides)), out=tmp_path / "b", progress=False)
+    args, kwargs = made.value.args
+    assert real(*args, **kwargs).format_share == 0.5
+
+
 def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
     r = load_config("tiny")
     key = vlm.base_key(r)

@@ -211,6 +211,11 @@ def to_example(item: dict, ranges: list[int] | None = None) -> dict:
     return {"frames": item["frames"], "video_metadata": video.metadata(), "messages": msgs}
 
 
+def with_options(question: str, options) -> str:
+    """A multiple-choice question: ``question`` followed by "Options: a, b, c."."""
+    return f"{question} Options: {', '.join(options)}."
+
+
 def format_example(item: dict, rng: np.random.Generator) -> tuple[dict, str]:
     """A multiple-choice question about one field in one range, answered in the completion format: "Which
     knees does the body have in frames 5-6? ... Options: bent, straight, folded." ->
@@ -218,14 +223,14 @@ def format_example(item: dict, rng: np.random.Generator) -> tuple[dict, str]:
     (``base.format_share``). Returns (example, the true value)."""
     r = int(rng.integers(len(item["fields"])))
     field = list(FIELDS)[int(rng.integers(len(FIELDS)))]
-    options = ", ".join(rng.permutation(FIELDS[field]))
+    options = rng.permutation(FIELDS[field])
     frames = f"frames {2 * r + 1}-{2 * r + 2}"
     question = (
         f"Which {field} does the body have in {frames}? Describe the body there, then give the {field}."
     )
     truth = item["fields"][r][field]
     answer = f"<think>{answer_slots(item['fields'], [r])[0]}</think><answer>{truth}</answer>"
-    msgs = video_messages(f"{question} Options: {options}.", answer, FORMAT_HINT)
+    msgs = video_messages(with_options(question, options), answer, FORMAT_HINT)
     return {**to_example(item, [r]), "messages": msgs}, truth
 
 
