@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reasonact import paths, vlm
-from reasonact.config import TrainConfig, load_config, parse_overrides
+from reasonact.config import CONFIG_DIR, TrainConfig, load_config, parse_overrides
 from reasonact.data import perception
 from reasonact.data import synthact as sa
 from reasonact.eval import experiments
@@ -224,6 +224,21 @@ def test_the_base_build_mixes_in_its_format_share(tmp_path, monkeypatch):
         base.build_base(load_config("tiny", parse_overrides(overrides)), out=tmp_path / "b", progress=False)
     args, kwargs = made.value.args
     assert real(*args, **kwargs).format_share == 0.5
+
+
+def test_the_base_card_command_remakes_the_same_base(tmp_path):
+    plain = load_config("tiny")
+    assert base.remake_command(plain) == "reasonact base build --profile tiny --force"
+    (tmp_path / "mine.yaml").write_text((CONFIG_DIR / "tiny.yaml").read_text())
+    mine = tmp_path / "mine.yaml"
+    assert base.remake_command(load_config(mine)) == f"reasonact base build --config {mine} --force"
+    overrides = ["base.format_share=0.7", "model.tiny.mrope_section=[2,7,7]", "base.workers=1"]
+    command = base.remake_command(load_config("tiny", parse_overrides(overrides)))
+    assert "base.format_share=0.7" in command and "workers" not in command  # workers do not change the base
+    sets = command.split(" --set ")[1:]
+    assert vlm.base_key(load_config("tiny", parse_overrides(sets))) == vlm.base_key(
+        load_config("tiny", parse_overrides(overrides))
+    )
 
 
 def test_base_key_follows_the_recipe(tmp_path, monkeypatch):

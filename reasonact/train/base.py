@@ -20,6 +20,7 @@ range on its own and always reports the same score on the wrong video.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from reasonact import paths
-from reasonact.config import Recipe
+from reasonact.config import CONFIG_DIR, Recipe, load_config
 from reasonact.data.perception import (
     FIELDS,
     answer_slots,
@@ -179,6 +180,27 @@ def perception_accuracy(
     return out
 
 
+def remake_command(recipe: Recipe) -> str:
+    """The command that re-makes this base: its profile (or recipe file), plus a ``--set`` for every setting the base's key
+    reads (``base``, ``model.tiny``, ``video``, ``data.synthact_size``) that differs from the recipe file."""
+    ref = load_config(recipe.source) if Path(recipe.source).is_file() else Recipe()
+    sets = []
+    for dotted in ("base", "model.tiny", "video", "data"):
+        mine, theirs = (
+            dataclasses.asdict(functools.reduce(getattr, dotted.split("."), r)) for r in (recipe, ref)
+        )
+        keys = ["synthact_size"] if dotted == "data" else [k for k in mine if k != "workers"]
+        sets += [
+            f"--set {dotted}.{k}={json.dumps(mine[k], separators=(',', ':'))}"
+            for k in keys
+            if mine[k] != theirs[k]
+        ]
+    source = Path(recipe.source)
+    own = source.is_file() and source.resolve() != (CONFIG_DIR / f"{recipe.profile}.yaml").resolve()
+    where = f"--config {source}" if own else f"--profile {recipe.profile}"
+    return " ".join([f"reasonact base build {where} --force", *sets])
+
+
 def build_base(
     recipe: Recipe, out: str | Path | None = None, force: bool = False, progress: bool = True
 ) -> Path:
@@ -267,7 +289,7 @@ def build_base(
         "cpu_s": round(time.process_time() - c0, 1),
         "render_s": round(render_s, 1),
         "torch_threads": torch.get_num_threads(),
-        "command": f"reasonact base build --profile {recipe.profile} --force",
+        "command": remake_command(recipe),
         "dtype": "float16",
         "final_perception": curve[-1] if curve else None,
         "curve": curve,
