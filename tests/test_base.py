@@ -2,13 +2,14 @@
 with FRE / V-SFT (reasonact/train/sft.py). Fast: no full build."""
 
 import re
+import shlex
 
 import numpy as np
 import pytest
 import torch
 
 from reasonact import paths, vlm
-from reasonact.config import CONFIG_DIR, TrainConfig, load_config, parse_overrides
+from reasonact.config import CONFIG_DIR, Recipe, TrainConfig, load_config, parse_overrides
 from reasonact.data import perception
 from reasonact.data import synthact as sa
 from reasonact.eval import experiments
@@ -226,19 +227,39 @@ def test_the_base_build_mixes_in_its_format_share(tmp_path, monkeypatch):
     assert real(*args, **kwargs).format_share == 0.5
 
 
-def test_the_base_card_command_remakes_the_same_base(tmp_path):
-    plain = load_config("tiny")
-    assert base.remake_command(plain) == "reasonact base build --profile tiny --force"
-    (tmp_path / "mine.yaml").write_text((CONFIG_DIR / "tiny.yaml").read_text())
-    mine = tmp_path / "mine.yaml"
-    assert base.remake_command(load_config(mine)) == f"reasonact base build --config {mine} --force"
-    overrides = ["base.format_share=0.7", "model.tiny.mrope_section=[2,7,7]", "base.workers=1"]
-    command = base.remake_command(load_config("tiny", parse_overrides(overrides)))
-    assert "base.format_share=0.7" in command and "workers" not in command  # workers do not change the base
-    sets = command.split(" --set ")[1:]
-    assert vlm.base_key(load_config("tiny", parse_overrides(sets))) == vlm.base_key(
-        load_config("tiny", parse_overrides(overrides))
+def _rebuilt(command: str):
+    """The recipe a printed ``reasonact base build`` command loads, read as a POSIX shell reads it."""
+    words = shlex.split(command)
+    assert words[:3] == ["reasonact", "base", "build"] and "--force" in words
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    source = (
+        words[words.index("--config") + 1] if "--config" in words else words[words.index("--profile") + 1]
     )
+    return load_config(source, parse_overrides(sets))
+
+
+def test_the_base_card_command_remakes_the_same_base(tmp_path, monkeypatch):
+    assert base.remake_command(load_config("tiny")) == "reasonact base build --profile tiny --force"
+    overrides = [
+        "base.format_share=0.7",
+        "model.tiny.mrope_section=[2,7,7]",
+        'base.split="no"',
+        "base.workers=1",
+    ]
+    changed = load_config("tiny", parse_overrides(overrides))
+    command = base.remake_command(changed)
+    assert "base.format_share=0.7" in command and "workers" not in command  # workers do not change the base
+    assert vlm.base_key(_rebuilt(command)) == vlm.base_key(changed)
+    assert _rebuilt(command).base.split == "no"  # a string YAML would read as a boolean stays a string
+    # a recipe file of one's own, named relatively: the command names it absolutely, from anywhere
+    (tmp_path / "my recipe.yaml").write_text((CONFIG_DIR / "tiny.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    mine = load_config("my recipe.yaml", parse_overrides(["video.num_frames=8"]))
+    command = base.remake_command(mine)
+    monkeypatch.chdir(CONFIG_DIR)
+    assert "--config" in command and vlm.base_key(_rebuilt(command)) == vlm.base_key(mine)
+    # no file behind it (the dataclass defaults): diffed against the profile the command loads
+    assert vlm.base_key(_rebuilt(base.remake_command(Recipe()))) == vlm.base_key(Recipe())
 
 
 def test_base_key_follows_the_recipe(tmp_path, monkeypatch):

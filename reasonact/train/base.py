@@ -20,8 +20,8 @@ range on its own and always reports the same score on the wrong video.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -181,24 +181,34 @@ def perception_accuracy(
 
 
 def remake_command(recipe: Recipe) -> str:
-    """The command that re-makes this base: its profile (or recipe file), plus a ``--set`` for every setting the base's key
-    reads (``base``, ``model.tiny``, ``video``, ``data.synthact_size``) that differs from the recipe file."""
-    ref = load_config(recipe.source) if Path(recipe.source).is_file() else Recipe()
-    sets = []
-    for dotted in ("base", "model.tiny", "video", "data"):
-        mine, theirs = (
-            dataclasses.asdict(functools.reduce(getattr, dotted.split("."), r)) for r in (recipe, ref)
-        )
-        keys = ["synthact_size"] if dotted == "data" else [k for k in mine if k != "workers"]
-        sets += [
-            f"--set {dotted}.{k}={json.dumps(mine[k], separators=(',', ':'))}"
-            for k in keys
-            if mine[k] != theirs[k]
-        ]
+    """The command that re-makes this base, quoted for a POSIX shell: its profile (or recipe file, as an
+    absolute path), plus a ``--set`` for every setting ``vlm.base_key`` reads (the ``base`` section but
+    ``workers``, ``model.tiny``, ``video.size``, ``video.num_frames``, ``data.synthact_size``) that differs
+    from what that profile or file loads."""
     source = Path(recipe.source)
     own = source.is_file() and source.resolve() != (CONFIG_DIR / f"{recipe.profile}.yaml").resolve()
-    where = f"--config {source}" if own else f"--profile {recipe.profile}"
+    where = (
+        f"--config {shlex.quote(str(source.resolve()))}"
+        if own
+        else f"--profile {shlex.quote(recipe.profile)}"
+    )
+    mine, theirs = _keyed_settings(recipe), _keyed_settings(load_config(source if own else recipe.profile))
+    sets = []
+    for k, v in mine.items():
+        if v != theirs[k]:
+            sets.append(f"--set {shlex.quote(k + '=' + json.dumps(v, separators=(',', ':')))}")
     return " ".join([f"reasonact base build {where} --force", *sets])
+
+
+def _keyed_settings(recipe: Recipe) -> dict:
+    out = {f"base.{k}": v for k, v in dataclasses.asdict(recipe.base).items() if k != "workers"}
+    out |= {f"model.tiny.{k}": v for k, v in dataclasses.asdict(recipe.model.tiny).items()}
+    video, data = recipe.video, recipe.data
+    return out | {
+        "video.size": video.size,
+        "video.num_frames": video.num_frames,
+        "data.synthact_size": data.synthact_size,
+    }
 
 
 def build_base(
@@ -212,6 +222,7 @@ def build_base(
     out = Path(out) if out else base_dir(recipe)
     if not force and (out / "model.safetensors").is_file() and (out / "base_card.json").is_file():
         return out
+    command = remake_command(recipe)  # before the build: it reads the recipe file as it is now
     t0, c0 = time.time(), time.process_time()
     init = build_tiny_model(cfg=recipe.model.tiny, video_size=recipe.video.size)
     torch.manual_seed(cfg.seed)
@@ -289,7 +300,7 @@ def build_base(
         "cpu_s": round(time.process_time() - c0, 1),
         "render_s": round(render_s, 1),
         "torch_threads": torch.get_num_threads(),
-        "command": remake_command(recipe),
+        "command": command,
         "dtype": "float16",
         "final_perception": curve[-1] if curve else None,
         "curve": curve,
