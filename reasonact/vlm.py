@@ -88,20 +88,26 @@ def base_settings(recipe: Recipe) -> dict:
     return {k: v for k, v in cfg.items() if k != "workers" and (k, v) != ("format_share", 0)}
 
 
+def keyed_settings(recipe: Recipe) -> dict:
+    """Every recipe setting the base's weights depend on, by dotted name (what ``base_key`` hashes and what a
+    base card's re-make command sets): the base section but ``workers``, the tiny model, the frames."""
+    out = {f"base.{k}": v for k, v in dataclasses.asdict(recipe.base).items() if k != "workers"}
+    out |= {f"model.tiny.{k}": v for k, v in dataclasses.asdict(recipe.model.tiny).items()}
+    video = recipe.video
+    out |= {"video.size": video.size, "video.num_frames": video.num_frames}
+    return out | {"data.synthact_size": recipe.data.synthact_size}
+
+
 def base_key(recipe: Recipe) -> str:
     """What the base's weights depend on: its recipe, the tiny model's sizes and seed, the frames the
     model sees and the SynthAct generator's version. Not the tokenizer corpus: the base ships its own
     tokenizer (later stages load the processor from the base's folder), so library edits that change
     the random-init model's tokenizer leave a committed base valid."""
 
-    parts = [
-        base_settings(recipe),
-        dataclasses.asdict(recipe.model.tiny),
-        recipe.video.size,
-        recipe.video.num_frames,
-        recipe.data.synthact_size,
-        paths.GENERATOR_VERSION,
-    ]
+    keyed = keyed_settings(recipe)
+    tiny = {k.removeprefix("model.tiny."): v for k, v in keyed.items() if k.startswith("model.tiny.")}
+    parts = [base_settings(recipe), tiny, keyed["video.size"], keyed["video.num_frames"]]
+    parts += [keyed["data.synthact_size"], paths.GENERATOR_VERSION]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -45,7 +45,7 @@ from reasonact.data.tiny import build_tiny_model
 from reasonact.prompts import QUESTION as ACTION_QUESTION
 from reasonact.prompts import encode_chats, video_messages
 from reasonact.train.sft import VideoCollator, train_sft
-from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base, token_logps
+from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base, keyed_settings, token_logps
 
 
 class PerceptionData:
@@ -182,9 +182,8 @@ def perception_accuracy(
 
 def remake_command(recipe: Recipe) -> str:
     """The command that re-makes this base, quoted for a POSIX shell: its profile (or recipe file, as an
-    absolute path), plus a ``--set`` for every setting ``vlm.base_key`` reads (the ``base`` section but
-    ``workers``, ``model.tiny``, ``video.size``, ``video.num_frames``, ``data.synthact_size``) that differs
-    from what that profile or file loads."""
+    absolute path), plus a ``--set`` for every setting the base's key reads (``vlm.keyed_settings``) that
+    differs from what that profile or file loads."""
     source = Path(recipe.source)
     own = source.is_file() and source.resolve() != (CONFIG_DIR / f"{recipe.profile}.yaml").resolve()
     where = (
@@ -192,23 +191,12 @@ def remake_command(recipe: Recipe) -> str:
         if own
         else f"--profile {shlex.quote(recipe.profile)}"
     )
-    mine, theirs = _keyed_settings(recipe), _keyed_settings(load_config(source if own else recipe.profile))
+    mine, theirs = keyed_settings(recipe), keyed_settings(load_config(source if own else recipe.profile))
     sets = []
     for k, v in mine.items():
         if v != theirs[k]:
             sets.append(f"--set {shlex.quote(k + '=' + json.dumps(v, separators=(',', ':')))}")
     return " ".join([f"reasonact base build {where} --force", *sets])
-
-
-def _keyed_settings(recipe: Recipe) -> dict:
-    out = {f"base.{k}": v for k, v in dataclasses.asdict(recipe.base).items() if k != "workers"}
-    out |= {f"model.tiny.{k}": v for k, v in dataclasses.asdict(recipe.model.tiny).items()}
-    video, data = recipe.video, recipe.data
-    return out | {
-        "video.size": video.size,
-        "video.num_frames": video.num_frames,
-        "data.synthact_size": data.synthact_size,
-    }
 
 
 def build_base(
