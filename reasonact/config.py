@@ -159,6 +159,10 @@ class BaseConfig:
     # format (<think>range</think><answer>value</answer>): a base that writes the format without an action
     # label (BENCHMARKS.md, "Built in: `base.format_share`"). 0: left out of the keys.
     format_share: float = 0.0
+    # which question those examples ask: range (a field in one frame range, the think describes that range) |
+    # clip (a field at the clip's start or end, the think describes every range in order, as the action
+    # question asks). range: left out of the keys.
+    format_question: str = "range"
     # pre-rendered clips per class and level (rendering per step doubles the step time)
     pool_per_class: int = 40
     max_steps: int = 300
@@ -430,6 +434,10 @@ def load_config(profile_or_path: str | Path = "tiny", overrides: dict[str, Any] 
     recipe.source = str(path)
     if recipe.video.resize not in ("square", "qwen"):
         raise ConfigError(f"{where}: 'video.resize' = {recipe.video.resize!r} must be square or qwen")
+    if recipe.base.format_question not in ("range", "clip"):
+        raise ConfigError(
+            f"{where}: 'base.format_question' = {recipe.base.format_question!r} must be range or clip"
+        )
     if recipe.video.size % 28:
         raise ConfigError(
             f"{where}: 'video.size' = {recipe.video.size} must be a multiple of 28 (patch 14 x merge 2)"

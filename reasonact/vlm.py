@@ -81,11 +81,19 @@ def tiny_model_dir(cfg: TinyModelConfig, video_size: int, corpus: list[str] | No
     return CACHE_DIR / f"tiny-qwen2.5-vl-{tiny_model_key(cfg, video_size, corpus)}"
 
 
+# settings added after bases were committed, left out of the keys at these values so those bases stay valid
+_LATER_DEFAULTS = {"format_share": 0, "format_question": "range"}
+
+
 def base_settings(recipe: Recipe) -> dict:
     """The base section as keys see it: not ``workers`` (the same pool), not ``format_share`` while it is 0
-    (so the bases built before it existed keep their keys)."""
+    nor ``format_question`` while it is ``range`` (so the bases built before they existed keep their keys)."""
     cfg = dataclasses.asdict(recipe.base)
-    return {k: v for k, v in cfg.items() if k != "workers" and (k, v) != ("format_share", 0)}
+    return {
+        k: v
+        for k, v in cfg.items()
+        if k != "workers" and (k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k])
+    }
 
 
 def keyed_settings(recipe: Recipe) -> dict:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reasonact import paths, vlm
-from reasonact.config import CONFIG_DIR, Recipe, TrainConfig, load_config, parse_overrides
+from reasonact.config import CONFIG_DIR, ConfigError, Recipe, TrainConfig, load_config, parse_overrides
 from reasonact.data import perception
 from reasonact.data import synthact as sa
 from reasonact.eval import experiments
@@ -209,6 +209,19 @@ def test_a_format_share_asks_questions_in_the_completion_format_without_a_label(
     assert truth in options and truth == item["fields"][r][question.split()[1]]
     assert said(ex).endswith(f"<answer>{truth}</answer>") and "sit" not in question + said(ex)
     assert question.endswith("Answer as <think>reasoning</think><answer>action</answer>.")
+    # the clip form: a field at the start or the end, the think describes every range in order
+    asked = {}
+    for seed in range(12):
+        ex, truth = perception.format_example(item, np.random.default_rng(seed), "clip")
+        question = ex["messages"][0]["content"][1]["text"]  # "Which knees does the body have at the end ..."
+        field, when = question.split()[1], question.split()[8]
+        asked[when] = truth == item["fields"][0 if when == "start" else -1][field]
+        assert said(ex) == f"<think>{item['text']}</think><answer>{truth}</answer>" and "sit" not in question
+    assert asked == {"start": True, "end": True}
+    clip = base.PerceptionData(
+        [[item]], length=50, ranges_per_example=1, format_share=1.0, format_question="clip"
+    )
+    assert all(said(clip.example(i)).startswith("<think>frames 1-2: ") for i in range(50))
 
 
 def test_the_base_build_mixes_in_its_format_share(tmp_path, monkeypatch):
@@ -273,6 +286,10 @@ def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
     off = load_config("tiny", parse_overrides(["base.format_share=0"]))
     assert "format_share" not in vlm.base_settings(r) and vlm.base_key(off) == key
     assert experiments.base_key(off) == experiments.base_key(r)
+    clip = load_config("tiny", parse_overrides(["base.format_question=clip"]))
+    assert "format_question" not in vlm.base_settings(r) and vlm.base_key(clip) != key
+    with pytest.raises(ConfigError, match="'base.format_question' = 'whole' must be range or clip"):
+        load_config("tiny", parse_overrides(["base.format_question=whole"]))
     on = load_config("tiny", parse_overrides(["base.format_share=0.5"]))
     assert experiments.base_key(on) != experiments.base_key(r)
     monkeypatch.setattr(paths, "GENERATOR_VERSION", "test-bump")

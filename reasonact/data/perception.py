@@ -216,22 +216,28 @@ def with_options(question: str, options) -> str:
     return f"{question} Options: {', '.join(options)}."
 
 
-def format_example(item: dict, rng: np.random.Generator) -> tuple[dict, str]:
-    """A multiple-choice question about one field in one range, answered in the completion format: "Which
-    knees does the body have in frames 5-6? ... Options: bent, straight, folded." ->
-    ``<think>frames 5-6: tall upright ...</think><answer>bent</answer>``. The format without an action label
-    (``base.format_share``). Returns (example, the true value)."""
-    r = int(rng.integers(len(item["fields"])))
+def format_example(item: dict, rng: np.random.Generator, question: str = "range") -> tuple[dict, str]:
+    """A multiple-choice question about one field, answered in the completion format without an action label
+    (``base.format_share``). ``question="range"``: the field in one range, "Which knees does the body have in
+    frames 5-6? ... Options: bent, straight, folded." -> ``<think>frames 5-6: tall upright ...</think>
+    <answer>bent</answer>``. ``"clip"``: the field at the clip's start or end, asked as the action question
+    asks ("Describe what happens in which frames"), the think describing every range in order. Returns
+    (example, the true value)."""
+    n = len(item["fields"])
+    if question == "clip":  # the field at the first or the last range, the think describing them all
+        r = n - 1 if rng.integers(2) else 0
+        frames, ranges = f"at the {'end' if r else 'start'} of the video", None
+    else:
+        r = int(rng.integers(n))
+        frames, ranges = f"in frames {2 * r + 1}-{2 * r + 2}", [r]
     field = list(FIELDS)[int(rng.integers(len(FIELDS)))]
     options = rng.permutation(FIELDS[field])
-    frames = f"frames {2 * r + 1}-{2 * r + 2}"
-    question = (
-        f"Which {field} does the body have in {frames}? Describe the body there, then give the {field}."
-    )
+    then = "Describe what happens in which frames" if ranges is None else "Describe the body there"
+    ask = f"Which {field} does the body have {frames}? {then}, then give the {field}."
     truth = item["fields"][r][field]
-    answer = f"<think>{answer_slots(item['fields'], [r])[0]}</think><answer>{truth}</answer>"
-    msgs = video_messages(with_options(question, options), answer, FORMAT_HINT)
-    return {**to_example(item, [r]), "messages": msgs}, truth
+    answer = f"<think>{answer_slots(item['fields'], ranges)[0]}</think><answer>{truth}</answer>"
+    msgs = video_messages(with_options(ask, options), answer, FORMAT_HINT)
+    return {**to_example(item, ranges), "messages": msgs}, truth
 
 
 def perception_items(recipe: Recipe, per_class: int, level: str, split: str, workers: int = 1) -> list[dict]:

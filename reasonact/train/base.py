@@ -53,7 +53,8 @@ class PerceptionData:
     ``mix_start`` of the way, then the last pool's share ramps linearly to ``last_share`` by ``mix_end``.
     Example i depends only on (seed, i): read in order (``train_sampling_strategy="sequential"``),
     a resumed run sees exactly the examples it would have seen. A ``format_share`` of the examples ask a
-    multiple-choice question about the clip answered in the completion format (``format_example``)."""
+    multiple-choice question about the clip answered in the completion format (``format_example``, the
+    ``format_question`` form)."""
 
     def __init__(
         self,
@@ -65,9 +66,10 @@ class PerceptionData:
         last_share: float = 0.7,
         ranges_per_example: int = 0,
         format_share: float = 0.0,
+        format_question: str = "range",
     ):
         self.pools, self.length, self.seed, self.k = pools, length, seed, ranges_per_example
-        self.format_share = format_share
+        self.format_share, self.format_question = format_share, format_question
         self.mix_start, self.mix_end, self.last_share = mix_start, mix_end, last_share
 
     def level_share(self, i: int) -> float:
@@ -91,7 +93,7 @@ class PerceptionData:
         it, ranges = self.item(i)
         rng = np.random.default_rng([self.seed, int(i), 1])
         if self.format_share and rng.random() < self.format_share:
-            return format_example(it, rng)[0]
+            return format_example(it, rng, self.format_question)[0]
         return to_example(it, ranges)
 
     def __len__(self):
@@ -239,6 +241,7 @@ def build_base(
         cfg.last_share,
         cfg.ranges_per_example,
         cfg.format_share,
+        cfg.format_question,
     )
     vision = [p for n, p in model.named_parameters() if n.startswith("model.visual.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("model.visual.")]
