@@ -210,14 +210,15 @@ def test_a_format_share_asks_questions_in_the_completion_format_without_a_label(
     assert said(ex).endswith(f"<answer>{truth}</answer>") and "sit" not in question + said(ex)
     assert question.endswith("Answer as <think>reasoning</think><answer>action</answer>.")
     # the clip form: a field at the start or the end, the think describes every range in order
-    asked = {}
+    asked = []
     for seed in range(12):
         ex, truth = perception.format_example(item, np.random.default_rng(seed), "clip")
         question = ex["messages"][0]["content"][1]["text"]  # "Which knees does the body have at the end ..."
-        field, when = question.split()[1], question.split()[8]
-        asked[when] = truth == item["fields"][0 if when == "start" else -1][field]
+        asked.append((question.split()[8], question.split()[1], truth))  # (start | end, field, truth)
         assert said(ex) == f"<think>{item['text']}</think><answer>{truth}</answer>" and "sit" not in question
-    assert asked == {"start": True, "end": True}
+    first, last = item["fields"][0], item["fields"][-1]
+    assert all(truth == (first if when == "start" else last)[f] for when, f, truth in asked)
+    assert {when for when, f, _ in asked if first[f] != last[f]} == {"start", "end"}  # both told apart
     clip = base.PerceptionData(
         [[item]], length=50, ranges_per_example=1, format_share=1.0, format_question="clip"
     )
@@ -233,11 +234,17 @@ def test_the_base_build_mixes_in_its_format_share(tmp_path, monkeypatch):
 
     real = base.PerceptionData
     monkeypatch.setattr(base, "PerceptionData", capture)
-    overrides = ["base.format_share=0.5", "base.pool_per_class=1", "base.workers=1"]
+    overrides = [
+        "base.format_share=0.5",
+        "base.format_question=clip",
+        "base.pool_per_class=1",
+        "base.workers=1",
+    ]
     with pytest.raises(Built) as made:
         base.build_base(load_config("tiny", parse_overrides(overrides)), out=tmp_path / "b", progress=False)
     args, kwargs = made.value.args
-    assert real(*args, **kwargs).format_share == 0.5
+    data = real(*args, **kwargs)
+    assert (data.format_share, data.format_question) == (0.5, "clip")
 
 
 def _rebuilt(command: str):
