@@ -86,14 +86,10 @@ _LATER_DEFAULTS = {"format_share": 0, "format_question": "range"}
 
 
 def base_settings(recipe: Recipe) -> dict:
-    """The base section as keys see it: not ``workers`` (the same pool), not ``format_share`` while it is 0
+    """The base section as keys see it (``keyed_settings``' ``base.*``), without ``format_share`` while it is 0
     nor ``format_question`` while it is ``range`` (so the bases built before they existed keep their keys)."""
-    cfg = dataclasses.asdict(recipe.base)
-    return {
-        k: v
-        for k, v in cfg.items()
-        if k != "workers" and (k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k])
-    }
+    base = {k.removeprefix("base."): v for k, v in keyed_settings(recipe).items() if k.startswith("base.")}
+    return {k: v for k, v in base.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
 
 
 def keyed_settings(recipe: Recipe) -> dict:
