@@ -163,6 +163,10 @@ class BaseConfig:
     # clip (a field at the clip's start or end, the think describes every range in order, as the action
     # question asks). range: left out of the keys.
     format_question: str = "range"
+    # true: the build keeps the weights, among its evaluations in the second half, whose completions to the
+    # action question on the held-out clips most often follow the format (the paper's decoding; a label is
+    # never read); false: the last step's. false: left out of the keys.
+    select_by_format: bool = False
     # pre-rendered clips per class and level (rendering per step doubles the step time)
     pool_per_class: int = 40
     max_steps: int = 300

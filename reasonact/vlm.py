@@ -82,12 +82,12 @@ def tiny_model_dir(cfg: TinyModelConfig, video_size: int, corpus: list[str] | No
 
 
 # settings added after bases were committed, left out of the keys at these values so those bases stay valid
-_LATER_DEFAULTS = {"format_share": 0, "format_question": "range"}
+_LATER_DEFAULTS = {"format_share": 0, "format_question": "range", "select_by_format": False}
 
 
 def base_settings(recipe: Recipe) -> dict:
-    """The base section as keys see it (``keyed_settings``' ``base.*``), without ``format_share`` while it is 0
-    nor ``format_question`` while it is ``range`` (so the bases built before they existed keep their keys)."""
+    """The base section as keys see it (``keyed_settings``' ``base.*``) without the settings added later while
+    they are at their defaults (``_LATER_DEFAULTS``), so the bases built before they existed keep their keys."""
     base = {k.removeprefix("base."): v for k, v in keyed_settings(recipe).items() if k.startswith("base.")}
     return {k: v for k, v in base.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
 

@@ -1,6 +1,7 @@
 """The tiny base model's perception pretraining (reasonact/train/base.py) and the SFT plumbing it shares
 with FRE / V-SFT (reasonact/train/sft.py). Fast: no full build."""
 
+import json
 import re
 import shlex
 
@@ -247,6 +248,70 @@ def test_the_base_build_mixes_in_its_format_share(tmp_path, monkeypatch):
     assert (data.format_share, data.format_question) == (0.5, "clip")
 
 
+def _probed_build(tmp_path, rates: dict[int, float], best_before: dict | None = None):
+    """A 4-step base build with ``select_by_format``, evaluated every step, whose format probe at step s writes
+    the format in ``rates[s]`` of its completions; ``best_before``: a best-so-far file already on disk, as an
+    interrupted build leaves it. Returns the card, the weights saved and the weights at each probe."""
+    from transformers import AutoModelForImageTextToText
+
+    states = {}
+
+    def probe(model, processor, videos, decoding, seed=0):
+        assert (decoding.temperature, decoding.top_p, decoding.max_new_tokens) == (
+            0.7,
+            0.9,
+            256,
+        )  # the paper's
+        assert len(videos) == 48  # the held-out perception clips, 4 per class
+        step = min(set(rates) - set(states))
+        states[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        good = round(rates[step] * len(videos))
+        return ["<think>a</think><answer>b</answer>"] * good + ["b"] * (len(videos) - good)
+
+    overrides = ["base.select_by_format=true", "base.max_steps=4", "base.eval_steps=1", "base.save_steps=2",
+                 "base.pool_per_class=1", "base.per_device_train_batch_size=2", "base.workers=1"]  # fmt: skip
+    if best_before is not None:
+        (tmp_path / "b.train").mkdir()
+        torch.save(best_before, tmp_path / "b.train" / "format_best.pt")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(base, "complete_clips", probe)
+        out = base.build_base(
+            load_config("tiny", parse_overrides(overrides)), out=tmp_path / "b", progress=False
+        )
+    assert not out.with_name("b.train").exists()
+    card = json.loads((out / "base_card.json").read_text())
+    return card, AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float16).state_dict(), states
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k].half()) for k in a)
+
+
+@pytest.mark.slow
+def test_select_by_format_keeps_the_best_probed_weights(tmp_path):
+    """With ``select_by_format`` the build ends on the weights of the second-half evaluation whose completions
+    to the action question most often follow the format (ties: the later one), and its card says which."""
+    card, saved, states = _probed_build(tmp_path, {2: 1.0, 3: 1.0, 4: 0.5})  # steps 2-4 of 4: 3 ties 2, wins
+    assert card["selected_by_format"] == {"step": 3, "format": 1.0}
+    assert card["final_perception"] == card["curve"][2] and card["curve"][2]["step"] == 3  # the weights saved
+    assert [c.get("format") for c in card["curve"]] == [None, 1.0, 1.0, 0.5]
+    assert {s: _same(saved, st) for s, st in states.items()} == {2: False, 3: True, 4: False}
+
+
+@pytest.mark.slow
+def test_select_by_format_remembers_the_best_across_a_resume(tmp_path):
+    """The best so far lives on disk: a build that finds one there (an earlier run of the same build, cut off)
+    keeps it unless a later evaluation writes the format at least as often."""
+    built = _probed_build(tmp_path / "first", {2: 0.0, 3: 0.0, 4: 0.0})[1]
+    earlier = {k: v / 2 for k, v in built.items()}  # a full set of weights this build never reaches
+    best = {"step": 1, "format": 0.9, "perception": {"step": 1, "mean": 0.5}, "state": earlier}
+    card, saved, states = _probed_build(tmp_path, {2: 0.5, 3: 0.75, 4: 0.5}, best_before=best)
+    assert card["selected_by_format"] == {"step": 1, "format": 0.9}
+    assert card["final_perception"] == {"step": 1, "mean": 0.5}
+    assert _same(saved, {k: v.float() for k, v in earlier.items()})
+    assert not any(_same(saved, st) for st in states.values())
+
+
 def _rebuilt(command: str):
     """The recipe a printed ``reasonact base build`` command loads, read as a POSIX shell reads it."""
     words = shlex.split(command)
@@ -297,6 +362,8 @@ def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
     assert "format_question" not in vlm.base_settings(r) and vlm.base_key(clip) != key
     with pytest.raises(ConfigError, match="'base.format_question' = 'whole' must be range or clip"):
         load_config("tiny", parse_overrides(["base.format_question=whole"]))
+    picked = load_config("tiny", parse_overrides(["base.select_by_format=true"]))
+    assert "select_by_format" not in vlm.base_settings(r) and vlm.base_key(picked) != key
     on = load_config("tiny", parse_overrides(["base.format_share=0.5"]))
     assert experiments.base_key(on) != experiments.base_key(r)
     monkeypatch.setattr(paths, "GENERATOR_VERSION", "test-bump")

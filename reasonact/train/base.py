@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from reasonact import paths
-from reasonact.config import CONFIG_DIR, Recipe, load_config
+from reasonact.config import CONFIG_DIR, EvalConfig, Recipe, load_config
 from reasonact.data.perception import (
     FIELDS,
     answer_slots,
@@ -44,8 +44,17 @@ from reasonact.data.synthact import CLASSES
 from reasonact.data.tiny import build_tiny_model
 from reasonact.prompts import QUESTION as ACTION_QUESTION
 from reasonact.prompts import encode_chats, video_messages
+from reasonact.rewards.basic import format_ok
 from reasonact.train.sft import VideoCollator, train_sft
-from reasonact.vlm import COMMITTED_BASE_DIR, base_dir, base_key, find_base, keyed_settings, token_logps
+from reasonact.vlm import (
+    COMMITTED_BASE_DIR,
+    base_dir,
+    base_key,
+    complete_clips,
+    find_base,
+    keyed_settings,
+    token_logps,
+)
 
 
 class PerceptionData:
@@ -205,7 +214,9 @@ def build_base(
     recipe: Recipe, out: str | Path | None = None, force: bool = False, progress: bool = True
 ) -> Path:
     """Pretrain the tiny model on perception (full fine-tune through ``train_sft``) and save it (fp16
-    safetensors + processor + ``base_card.json``). Cached: a finished base for the same key is reused."""
+    safetensors + processor + ``base_card.json``). Cached: a finished base for the same key is reused.
+    ``base.select_by_format``: the weights saved are those of the second-half evaluation whose completions to
+    the action question on the held-out clips most often follow the format, not the last step's."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     cfg, key = recipe.base, base_key(recipe)
@@ -252,13 +263,29 @@ def build_base(
     )
     curve = []
 
+    train_dir = out.with_name(out.name + ".train")
+    best_file = train_dir / "format_best.pt"  # on disk, so a resumed build still knows the best so far
+    probe = (
+        [(e["frames"], e["video_metadata"]) for e in map(to_example, eval_items)]
+        if cfg.select_by_format
+        else []
+    )
+
     def eval_fn(m, step):
         acc = perception_accuracy(m, processor, eval_items)
         blind = perception_accuracy(m, processor, eval_items, swap_videos=True)["mean"]
         curve.append({"step": step, "wall_s": round(time.time() - t0, 1), **acc, "wrong_video": blind})
-        return {"perception_" + k: v for k, v in acc.items()} | {"perception_wrong_video": blind}
+        metrics = {"perception_" + k: v for k, v in acc.items()} | {"perception_wrong_video": blind}
+        if probe and step >= cfg.max_steps // 2:  # the action question, no label: is the format written?
+            # the paper's decoding, fixed (EvalConfig's defaults): the weights kept must follow from the key
+            texts = complete_clips(m, processor, probe, EvalConfig(), seed=cfg.seed)
+            rate = metrics["format"] = curve[-1]["format"] = float(np.mean([format_ok(t) for t in texts]))
+            if not best_file.is_file() or rate >= torch.load(best_file)["format"]:  # ties: the later
+                train_dir.mkdir(parents=True, exist_ok=True)
+                best = {"step": step, "format": rate, "perception": curve[-1], "state": m.state_dict()}
+                torch.save(best, best_file)
+        return metrics
 
-    train_dir = out.with_name(out.name + ".train")
     trainer = train_sft(
         model,
         processor,
@@ -272,6 +299,11 @@ def build_base(
         train_sampling_strategy="sequential",
         disable_tqdm=not progress,
     )
+    selected, final = None, curve[-1] if curve else None
+    if probe and best_file.is_file():
+        best = torch.load(best_file)
+        model.load_state_dict(best["state"])
+        selected, final = {"step": best["step"], "format": best["format"]}, best["perception"]
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
@@ -293,7 +325,8 @@ def build_base(
         "torch_threads": torch.get_num_threads(),
         "command": command,
         "dtype": "float16",
-        "final_perception": curve[-1] if curve else None,
+        "final_perception": final,  # of the weights saved: the last step's, or the step selected by format
+        "selected_by_format": selected,  # {"step", "format"} of the weights kept (select_by_format), else null
         "curve": curve,
         "loss": [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h],
     }
