@@ -268,8 +268,10 @@ def _probed_build(tmp_path, rates: dict[int, float], best_before: dict | None = 
         good = round(rates[step] * len(videos))
         return ["<think>a</think><answer>b</answer>"] * good + ["b"] * (len(videos) - good)
 
+    # eval.temperature 0.3: the probe's decoding is the paper's, fixed, not the recipe's (the key omits eval)
     overrides = ["base.select_by_format=true", "base.max_steps=4", "base.eval_steps=1", "base.save_steps=2",
-                 "base.pool_per_class=1", "base.per_device_train_batch_size=2", "base.workers=1"]  # fmt: skip
+                 "base.pool_per_class=1", "base.per_device_train_batch_size=2", "base.workers=1",
+                 "eval.temperature=0.3"]  # fmt: skip
     if best_before is not None:
         (tmp_path / "b.train").mkdir()
         torch.save(best_before, tmp_path / "b.train" / "format_best.pt")
