@@ -176,6 +176,14 @@ def test_format(text, ok, ok_pa):
     assert REWARDS["format_pa"](None, [text]) == [ok_pa]
 
 
+def test_format_rate_is_the_share_of_completions_in_the_format():
+    good, bad = "<think>r</think><answer>jump</answer>", "<think>r</think>"
+    pa = "<observation>o</observation><think>r</think><answer>jump</answer>"
+    assert basic.format_rate([good, bad, good, good]) == 0.75
+    assert basic.format_rate([pa, good], process_aware=True) == 0.5
+    assert basic.format_rate([]) == 0.0
+
+
 @pytest.mark.parametrize(
     "answer, label, dataset, options, expected",
     [

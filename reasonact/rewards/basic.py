@@ -49,6 +49,11 @@ def format_ok(text: str, process_aware: bool = False) -> bool:
     return bool(m) and all(g.strip() and not _TAG.search(g) for g in m.groups())
 
 
+def format_rate(texts: list[str], process_aware: bool = False) -> float:
+    """The share of ``texts`` that follow the format (``format_ok``); 0.0 for none."""
+    return sum(format_ok(t, process_aware) for t in texts) / len(texts) if texts else 0.0
+
+
 def clean_answer(answer: str) -> str:
     """Strip tags, quotes, lead-ins, articles and trailing punctuation; keep the words."""
     a = _TAG.sub(" ", str(answer))

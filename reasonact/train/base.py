@@ -44,7 +44,7 @@ from reasonact.data.synthact import CLASSES
 from reasonact.data.tiny import build_tiny_model
 from reasonact.prompts import QUESTION as ACTION_QUESTION
 from reasonact.prompts import encode_chats, video_messages
-from reasonact.rewards.basic import format_ok
+from reasonact.rewards.basic import format_rate
 from reasonact.train.sft import VideoCollator, train_sft
 from reasonact.vlm import (
     COMMITTED_BASE_DIR,
@@ -279,7 +279,7 @@ def build_base(
         if probe and step >= cfg.max_steps // 2:  # the action question, no label: is the format written?
             # the paper's decoding, fixed (EvalConfig's defaults): the weights kept must follow from the key
             texts = complete_clips(m, processor, probe, EvalConfig(), seed=cfg.seed)
-            rate = metrics["format"] = curve[-1]["format"] = float(np.mean([format_ok(t) for t in texts]))
+            rate = metrics["format"] = curve[-1]["format"] = format_rate(texts)
             if not best_file.is_file() or rate >= torch.load(best_file)["format"]:  # ties: the later
                 train_dir.mkdir(parents=True, exist_ok=True)
                 best = {"step": step, "format": rate, "perception": curve[-1], "state": m.state_dict()}

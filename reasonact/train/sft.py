@@ -32,7 +32,7 @@ from reasonact.data.synthact import ensure_dataset
 from reasonact.library import load_library
 from reasonact.paths import FOLDERS, prior_adapters, read_jsonl, run_dir, stage_dir, write_metrics
 from reasonact.prompts import QUESTION, encode_chats, format_hint, video_messages
-from reasonact.rewards.basic import format_ok, is_correct
+from reasonact.rewards.basic import format_rate, is_correct
 from reasonact.rewards.parse import parse
 from reasonact.video import VideoDecodeError, clip_reader, read_video
 from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, generate, load_model, token_logps
@@ -450,7 +450,7 @@ def accuracy_eval(recipe, split: str = "val", clips: int = 0, batch_size: int = 
         correct = [is_correct(parse(t).answer, r["label"], r.get("dataset")) for t, r in zip(texts, records)]
         return {
             "accuracy": float(np.mean(correct)),
-            "format": float(np.mean([format_ok(t, fmt == "process") for t in texts])),
+            "format": format_rate(texts, fmt == "process"),
             "clips": len(records),
             "example": texts[0] if texts else "",
             "example_label": records[0]["label"] if records else "",
@@ -493,6 +493,6 @@ def fre_accuracy(model, processor, rows: list[dict]) -> dict:
     correct = [norm(parse(t).answer) == norm(r["answer"]) for t, r in zip(texts, rows)]
     return {
         "accuracy": float(np.mean(correct)) if rows else None,
-        "format": float(np.mean([format_ok(t) for t in texts])) if rows else None,
+        "format": format_rate(texts) if rows else None,
         "texts": texts,
     }
