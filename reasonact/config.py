@@ -167,6 +167,10 @@ class BaseConfig:
     # action question on the held-out clips most often follow the format (the paper's decoding; a label is
     # never read); false: the last step's. false: left out of the keys.
     select_by_format: bool = False
+    # > 1: the loss on the tokens of the format's tags (<think>, </think>, <answer>, </answer>) in the answers is
+    # multiplied by this, every other token's by 1 (the mean stays over the labelled tokens): the format examples'
+    # junctions weigh more than the perception text around them. 1: plain SFT, left out of the keys.
+    tag_weight: float = 1.0
     # pre-rendered clips per class and level (rendering per step doubles the step time)
     pool_per_class: int = 40
     max_steps: int = 300
@@ -442,6 +446,8 @@ def load_config(profile_or_path: str | Path = "tiny", overrides: dict[str, Any] 
         raise ConfigError(
             f"{where}: 'base.format_question' = {recipe.base.format_question!r} must be range or clip"
         )
+    if not recipe.base.tag_weight > 0:
+        raise ConfigError(f"{where}: 'base.tag_weight' = {recipe.base.tag_weight!r} must be above 0")
     if recipe.video.size % 28:
         raise ConfigError(
             f"{where}: 'video.size' = {recipe.video.size} must be a multiple of 28 (patch 14 x merge 2)"

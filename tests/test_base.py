@@ -122,6 +122,47 @@ def test_collator_masks_all_but_the_answer(tiny_model_dir):
         assert torch.equal(kept, ids[row][labels[row] != -100])
 
 
+def test_tag_weights_fall_on_the_answers_tags_and_scale_their_loss(tiny_model_dir, tmp_path):
+    """``base.tag_weight``: the collator weighs the tokens of the four tags in the labelled answer (not the
+    format hint's tags in the prompt, not a plain perception answer), the loss multiplies each token's NLL by
+    its weight over the same divisor, and a training step runs with the weights (they never reach the model)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from reasonact.train.sft import next_token_nll
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    tok = proc.tokenizer
+    items, examples = _examples(2)
+    in_format, _ = perception.format_example(items[0], np.random.default_rng(0), "clip")
+    batch = base.TagWeightCollator(proc, 4.0)([in_format, examples[1]])
+    w, labels, ids = batch["loss_weights"], batch["labels"], batch["input_ids"]
+    assert w.shape == labels.shape and set(w.unique().tolist()) == {1.0, 4.0}
+    assert (w[1] == 1).all(), "a plain perception answer has no tags"
+    assert (labels[0][w[0] == 4] != -100).all(), "only answer tokens are weighed"
+    heavy = tok.decode(ids[0][w[0] == 4])
+    assert heavy == "<think></think><answer></answer>", heavy  # each tag whole, nothing else
+    assert "<think>" in tok.decode(ids[0][labels[0] == -100]), "the prompt's hint names the tags too"
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    plain = {k: v for k, v in batch.items() if k != "loss_weights"}
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in plain.items() if k != "labels"}).logits
+        logps = vlm.token_logps(logits, labels)[0]
+        count = (labels[:, 1:] != -100).sum()
+        assert next_token_nll(model, plain).item() == pytest.approx((-logps.sum() / count).item(), rel=1e-5)
+        weighted = -(logps * w[:, 1:]).sum() / count
+        assert next_token_nll(model, batch).item() == pytest.approx(weighted.item(), rel=1e-5)
+        assert weighted > -logps.sum() / count
+
+    data = base.PerceptionData([items], length=4, format_share=0.5, format_question="clip").dataset()
+    args = TrainConfig(learning_rate=1e-3, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                       max_steps=1, save_steps=1, logging_steps=1, warmup_steps=0.0)  # fmt: skip
+    trainer = train_sft(model, proc, data, args, base.TagWeightCollator(proc, 4.0), tmp_path / "run",
+                        train_sampling_strategy="sequential", disable_tqdm=True)  # fmt: skip
+    assert trainer.state.global_step == 1
+    assert np.isfinite([h["loss"] for h in trainer.state.log_history if "loss" in h]).all()
+
+
 def test_train_sft_three_steps_then_resumes(tiny_model_dir, tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
 
@@ -247,6 +288,18 @@ def test_the_base_build_mixes_in_its_format_share(tmp_path, monkeypatch):
     data = real(*args, **kwargs)
     assert (data.format_share, data.format_question) == (0.5, "clip")
 
+    # base.tag_weight picks the collator that weighs the tags; at its default 1 the plain one
+    monkeypatch.setattr(base, "PerceptionData", real)
+    monkeypatch.setattr(base, "train_sft", capture)
+    for weight, kind in ((3.0, base.TagWeightCollator), (1.0, VideoCollator)):
+        recipe = load_config("tiny", parse_overrides([*overrides, f"base.tag_weight={weight}"]))
+        with pytest.raises(Built) as made:
+            base.build_base(recipe, out=tmp_path / "b", progress=False)
+        collator = made.value.args[0][4]
+        assert type(collator) is kind and getattr(collator, "weight", 1.0) == weight
+    with pytest.raises(ConfigError, match="'base.tag_weight' = 0.0 must be above 0"):
+        load_config("tiny", parse_overrides(["base.tag_weight=0"]))
+
 
 def _probed_build(tmp_path, rates: dict[int, float], best_before: dict | None = None):
     """A 4-step base build with ``select_by_format``, evaluated every step, whose format probe at step s writes
@@ -366,6 +419,8 @@ def test_base_key_follows_the_recipe(tmp_path, monkeypatch):
         load_config("tiny", parse_overrides(["base.format_question=whole"]))
     picked = load_config("tiny", parse_overrides(["base.select_by_format=true"]))
     assert "select_by_format" not in vlm.base_settings(r) and vlm.base_key(picked) != key
+    weighed = load_config("tiny", parse_overrides(["base.tag_weight=4"]))
+    assert "tag_weight" not in vlm.base_settings(r) and vlm.base_key(weighed) != key
     on = load_config("tiny", parse_overrides(["base.format_share=0.5"]))
     assert experiments.base_key(on) != experiments.base_key(r)
     monkeypatch.setattr(paths, "GENERATOR_VERSION", "test-bump")

@@ -45,7 +45,7 @@ from reasonact.data.tiny import build_tiny_model
 from reasonact.prompts import QUESTION as ACTION_QUESTION
 from reasonact.prompts import encode_chats, video_messages
 from reasonact.rewards.basic import format_rate
-from reasonact.train.sft import VideoCollator, train_sft
+from reasonact.train.sft import IGNORE, VideoCollator, train_sft
 from reasonact.vlm import (
     COMMITTED_BASE_DIR,
     base_dir,
@@ -117,6 +117,34 @@ class PerceptionData:
             return {k: [it[k] for it in items] for k in ("frames", "video_metadata", "messages")}
 
         return datasets.Dataset.from_dict({"i": list(range(self.length))}).with_transform(transform)
+
+
+class TagWeightCollator(VideoCollator):
+    """``VideoCollator`` that also weighs each token's loss (``loss_weights``, the labels' shape):
+    ``weight`` on the tokens of the format's tags in the labelled answer (``base.tag_weight``), 1 elsewhere.
+    The tags are found by their token ids, so a tag the tokenizer splits into pieces weighs in every piece;
+    the tags in the prompt's format hint are not labelled and not weighed."""
+
+    loss_weights = True
+
+    def __init__(self, processor, weight: float):
+        super().__init__(processor)
+        self.weight = float(weight)
+        encode = processor.tokenizer.encode
+        self.tags = [encode(t, add_special_tokens=False) for t in ("<think>", "</think>", "<answer>", "</answer>")]
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = super().__call__(examples)
+        weights = torch.ones(batch["labels"].shape)
+        for row, ids in enumerate(batch["input_ids"].tolist()):
+            labelled = (batch["labels"][row] != IGNORE).tolist()
+            for tag in self.tags:
+                n = len(tag)
+                for i in range(len(ids) - n + 1):
+                    if labelled[i] and ids[i : i + n] == tag:
+                        weights[row, i : i + n] = self.weight
+        batch["loss_weights"] = weights
+        return batch
 
 
 def _slot_targets(tok, item: dict, ranges: list[int] | None = None):
@@ -291,7 +319,7 @@ def build_base(
         processor,
         data.dataset(),
         cfg,
-        VideoCollator(processor),
+        TagWeightCollator(processor, cfg.tag_weight) if cfg.tag_weight != 1 else VideoCollator(processor),
         train_dir,
         eval_fn=eval_fn,
         optimizer=optimizer,

@@ -38,6 +38,7 @@ from reasonact.video import VideoDecodeError, clip_reader, read_video
 from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, generate, load_model, token_logps
 
 IGNORE = -100  # the label value the cross-entropy loss skips
+LOSS_ONLY = ("labels", "loss_weights")  # batch entries for the loss, not the model's forward
 
 
 class VideoCollator:
@@ -124,10 +125,13 @@ def next_token_nll(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor
     """The SFT loss from the model's full logits: summed next-token NLL over the labelled tokens, divided by
     ``num_items_in_batch`` (the labelled tokens of the whole accumulated batch, as Trainer counts them) or
     by this batch's own count. The same quantity as TRL's fused LM head, which computes it in vocabulary
-    tiles without building the logits."""
-    labels = inputs["labels"]
-    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False).logits
-    nll = -token_logps(logits, labels)[0].sum()
+    tiles without building the logits. ``inputs["loss_weights"]`` (optional, the labels' shape, from a
+    collator such as the base's ``TagWeightCollator``) multiplies each token's NLL; the divisor stays the
+    count of labelled tokens."""
+    labels, weights = inputs["labels"], inputs.get("loss_weights")
+    logits = model(**{k: v for k, v in inputs.items() if k not in LOSS_ONLY}, use_cache=False).logits
+    logps = token_logps(logits, labels)[0]
+    nll = -(logps if weights is None else logps * weights[:, 1:].to(logps.dtype)).sum()
     count = (labels[:, 1:] != IGNORE).sum() if num_items_in_batch is None else num_items_in_batch
     return nll / torch.as_tensor(count, device=nll.device).clamp(min=1)
 
@@ -143,6 +147,8 @@ def cpu_sft_trainer():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs or self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0:
+                if "loss_weights" in inputs:
+                    raise ValueError("per-token loss weights need the plain nll loss (no label smoothing)")
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = next_token_nll(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -208,7 +214,9 @@ def train_sft(
 
         callbacks.append(EvalCallback())
 
-    trainer = (SFTTrainer if torch.cuda.is_available() else cpu_sft_trainer())(
+    # weighted tokens (a collator with ``loss_weights``) need our loss; TRL's fused head has no weights
+    weighted = getattr(collator, "loss_weights", False)
+    trainer = (SFTTrainer if torch.cuda.is_available() and not weighted else cpu_sft_trainer())(
         model=model,
         args=config,
         train_dataset=train_dataset,
