@@ -82,7 +82,7 @@ def tiny_model_dir(cfg: TinyModelConfig, video_size: int, corpus: list[str] | No
 
 
 # settings added after bases were committed, left out of the keys at these values so those bases stay valid
-_LATER_DEFAULTS = {"format_share": 0, "format_question": "range", "select_by_format": False, "tag_weight": 1.0}
+_LATER_DEFAULTS = {"format_share": 0, "format_question": "range", "select_by_format": False, "tag_weight": 1}
 
 
 def base_settings(recipe: Recipe) -> dict:

@@ -120,18 +120,16 @@ class PerceptionData:
 
 
 class TagWeightCollator(VideoCollator):
-    """``VideoCollator`` that also weighs each token's loss (``loss_weights``, the labels' shape):
-    ``weight`` on the tokens of the format's tags in the labelled answer (``base.tag_weight``), 1 elsewhere.
-    The tags are found by their token ids, so a tag the tokenizer splits into pieces weighs in every piece;
-    the tags in the prompt's format hint are not labelled and not weighed."""
+    """``VideoCollator`` that also gives each token a loss weight (``loss_weights``): ``weight`` on each piece
+    of the format's tags in the labelled answer (``base.tag_weight``; the prompt's are unlabelled), else 1."""
 
     loss_weights = True
 
     def __init__(self, processor, weight: float):
         super().__init__(processor)
         self.weight = float(weight)
-        encode = processor.tokenizer.encode
-        self.tags = [encode(t, add_special_tokens=False) for t in ("<think>", "</think>", "<answer>", "</answer>")]
+        enc = processor.tokenizer.encode
+        self.tags = [enc(t, add_special_tokens=False) for t in "<think> </think> <answer> </answer>".split()]
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = super().__call__(examples)
@@ -139,10 +137,9 @@ class TagWeightCollator(VideoCollator):
         for row, ids in enumerate(batch["input_ids"].tolist()):
             labelled = (batch["labels"][row] != IGNORE).tolist()
             for tag in self.tags:
-                n = len(tag)
-                for i in range(len(ids) - n + 1):
-                    if labelled[i] and ids[i : i + n] == tag:
-                        weights[row, i : i + n] = self.weight
+                for i in range(len(ids) - len(tag) + 1):
+                    if labelled[i] and ids[i : i + len(tag)] == tag:
+                        weights[row, i : i + len(tag)] = self.weight
         batch["loss_weights"] = weights
         return batch
 

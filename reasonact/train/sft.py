@@ -38,7 +38,6 @@ from reasonact.video import VideoDecodeError, clip_reader, read_video
 from reasonact.vlm import VISION_TOKENS, complete_clips, count_parameters, generate, load_model, token_logps
 
 IGNORE = -100  # the label value the cross-entropy loss skips
-LOSS_ONLY = ("labels", "loss_weights")  # batch entries for the loss, not the model's forward
 
 
 class VideoCollator:
@@ -81,8 +80,7 @@ class VideoCollator:
 def last_checkpoint(out_dir: str | Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    out_dir = Path(out_dir)
-    return get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    return get_last_checkpoint(str(out_dir)) if Path(out_dir).is_dir() else None
 
 
 def _restore_weights(model, ckpt: str) -> None:
@@ -125,13 +123,11 @@ def next_token_nll(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor
     """The SFT loss from the model's full logits: summed next-token NLL over the labelled tokens, divided by
     ``num_items_in_batch`` (the labelled tokens of the whole accumulated batch, as Trainer counts them) or
     by this batch's own count. The same quantity as TRL's fused LM head, which computes it in vocabulary
-    tiles without building the logits. ``inputs["loss_weights"]`` (optional, the labels' shape, from a
-    collator such as the base's ``TagWeightCollator``) multiplies each token's NLL; the divisor stays the
-    count of labelled tokens."""
+    tiles without building the logits. ``inputs["loss_weights"]`` (optional) weighs each token's NLL."""
     labels, weights = inputs["labels"], inputs.get("loss_weights")
-    logits = model(**{k: v for k, v in inputs.items() if k not in LOSS_ONLY}, use_cache=False).logits
-    logps = token_logps(logits, labels)[0]
-    nll = -(logps if weights is None else logps * weights[:, 1:].to(logps.dtype)).sum()
+    forward = {k: v for k, v in inputs.items() if k not in ("labels", "loss_weights")}
+    logits = model(**forward, use_cache=False).logits
+    nll = -(token_logps(logits, labels)[0] * (1 if weights is None else weights[:, 1:])).sum()
     count = (labels[:, 1:] != IGNORE).sum() if num_items_in_batch is None else num_items_in_batch
     return nll / torch.as_tensor(count, device=nll.device).clamp(min=1)
 
@@ -147,8 +143,6 @@ def cpu_sft_trainer():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs or self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0:
-                if "loss_weights" in inputs:
-                    raise ValueError("per-token loss weights need the plain nll loss (no label smoothing)")
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = next_token_nll(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -214,8 +208,7 @@ def train_sft(
 
         callbacks.append(EvalCallback())
 
-    # weighted tokens (a collator with ``loss_weights``) need our loss; TRL's fused head has no weights
-    weighted = getattr(collator, "loss_weights", False)
+    weighted = getattr(collator, "loss_weights", False)  # weighted tokens: TRL's fused LM head has no weights
     trainer = (SFTTrainer if torch.cuda.is_available() and not weighted else cpu_sft_trainer())(
         model=model,
         args=config,
