@@ -133,7 +133,7 @@ def next_token_nll(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor
 
 
 def cpu_sft_trainer():
-    """SFTTrainer for a CPU (a class made on demand: TRL is imported only when training)."""
+    """SFTTrainer for a CPU or for weighted tokens (made on demand: TRL is imported only when training)."""
     from trl import SFTTrainer
 
     class CPUSFTTrainer(SFTTrainer):
