@@ -167,9 +167,9 @@ class BaseConfig:
     # action question on the held-out clips most often follow the format (the paper's decoding; a label is
     # never read); false: the last step's. false: left out of the keys.
     select_by_format: bool = False
-    # > 1: the loss on the tokens of the format's tags (<think>, </think>, <answer>, </answer>) in the answers is
-    # multiplied by this, every other token's by 1 (the mean stays over the labelled tokens): the format examples'
-    # junctions weigh more than the perception text around them. 1: plain SFT, left out of the keys.
+    # > 1: the loss on the tokens of the format's tags in the answers (<think>, </think>, <answer>, ...:
+    # parse.TAGS) is multiplied by this, every other token's by 1 (the mean stays over the labelled tokens):
+    # the junctions weigh more than the perception text around them. 1: plain SFT, left out of the keys.
     tag_weight: float = 1.0
     # pre-rendered clips per class and level (rendering per step doubles the step time)
     pool_per_class: int = 40

@@ -14,7 +14,7 @@ from reasonact.config import CONFIG_DIR, ConfigError, Recipe, TrainConfig, load_
 from reasonact.data import perception
 from reasonact.data import synthact as sa
 from reasonact.eval import experiments
-from reasonact.train import base
+from reasonact.train import base, sft
 from reasonact.train.sft import VideoCollator, last_checkpoint, train_sft
 from reasonact.vlm import VISION_TOKENS
 
@@ -122,10 +122,11 @@ def test_collator_masks_all_but_the_answer(tiny_model_dir):
         assert torch.equal(kept, ids[row][labels[row] != -100])
 
 
-def test_tag_weights_fall_on_the_answers_tags_and_scale_their_loss(tiny_model_dir, tmp_path):
-    """``base.tag_weight``: the collator weighs the tokens of the four tags in the labelled answer (not the
+def test_tag_weights_fall_on_the_answers_tags_and_scale_their_loss(tiny_model_dir, tmp_path, monkeypatch):
+    """``base.tag_weight``: the collator weighs the tokens of the format's tags in the labelled answer (not the
     format hint's tags in the prompt, not a plain perception answer), the loss multiplies each token's NLL by
-    its weight over the same divisor, and a training step runs with the weights (they never reach the model)."""
+    its weight over the same divisor, and a training step runs with the weights (they never reach the model),
+    on a GPU as well through the full-logits trainer."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from reasonact.train.sft import next_token_nll
@@ -161,6 +162,21 @@ def test_tag_weights_fall_on_the_answers_tags_and_scale_their_loss(tiny_model_di
                         train_sampling_strategy="sequential", disable_tqdm=True)  # fmt: skip
     assert trainer.state.global_step == 1
     assert np.isfinite([h["loss"] for h in trainer.state.log_history if "loss" in h]).all()
+
+    # on a GPU too, weighted batches take the full-logits loss: TRL's fused LM head would drop the weights
+    class Chosen(Exception):
+        pass
+
+    def chosen():
+        raise Chosen
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sft, "trl_config", lambda *a, **k: None)  # SFTConfig would set up the absent GPU
+    monkeypatch.setattr(sft, "cpu_sft_trainer", chosen)
+    with pytest.raises(Chosen):
+        train_sft(
+            model, proc, data, args, base.TagWeightCollator(proc, 4.0), tmp_path / "gpu", disable_tqdm=True
+        )
 
 
 def test_train_sft_three_steps_then_resumes(tiny_model_dir, tmp_path):

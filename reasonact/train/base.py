@@ -45,6 +45,7 @@ from reasonact.data.tiny import build_tiny_model
 from reasonact.prompts import QUESTION as ACTION_QUESTION
 from reasonact.prompts import encode_chats, video_messages
 from reasonact.rewards.basic import format_rate
+from reasonact.rewards.parse import TAGS
 from reasonact.train.sft import IGNORE, VideoCollator, train_sft
 from reasonact.vlm import (
     COMMITTED_BASE_DIR,
@@ -121,7 +122,7 @@ class PerceptionData:
 
 class TagWeightCollator(VideoCollator):
     """``VideoCollator`` that also gives each token a loss weight (``loss_weights``): ``weight`` on each piece
-    of the format's tags in the labelled answer (``base.tag_weight``; the prompt's are unlabelled), else 1."""
+    of the format's tags (``parse.TAGS``) in the labelled answer (``base.tag_weight``), else 1."""
 
     loss_weights = True
 
@@ -129,16 +130,15 @@ class TagWeightCollator(VideoCollator):
         super().__init__(processor)
         self.weight = float(weight)
         enc = processor.tokenizer.encode
-        self.tags = [enc(t, add_special_tokens=False) for t in "<think> </think> <answer> </answer>".split()]
+        self.tags = [enc(f"<{end}{t}>", add_special_tokens=False) for t in TAGS for end in ("", "/")]
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = super().__call__(examples)
         weights = torch.ones(batch["labels"].shape)
         for row, ids in enumerate(batch["input_ids"].tolist()):
-            labelled = (batch["labels"][row] != IGNORE).tolist()
             for tag in self.tags:
                 for i in range(len(ids) - len(tag) + 1):
-                    if labelled[i] and ids[i : i + len(tag)] == tag:
+                    if ids[i : i + len(tag)] == tag and batch["labels"][row, i] != IGNORE:
                         weights[row, i : i + len(tag)] = self.weight
         batch["loss_weights"] = weights
         return batch

@@ -48,6 +48,8 @@ class VideoCollator:
     learn to emit ``<|video_pad|>``).
     """
 
+    loss_weights = False  # True: the batches also carry per-token loss weights (next_token_nll)
+
     def __init__(self, processor):
         self.processor = processor
         tok = processor.tokenizer
@@ -208,8 +210,7 @@ def train_sft(
 
         callbacks.append(EvalCallback())
 
-    weighted = getattr(collator, "loss_weights", False)  # weighted tokens: TRL's fused LM head has no weights
-    trainer = (SFTTrainer if torch.cuda.is_available() and not weighted else cpu_sft_trainer())(
+    trainer = (SFTTrainer if torch.cuda.is_available() and not collator.loss_weights else cpu_sft_trainer())(
         model=model,
         args=config,
         train_dataset=train_dataset,
