@@ -11,7 +11,7 @@ import pytest
 import reasonact  # noqa: F401  (first: the CPU-torch torchvision fix)
 from reasonact.config import REPO_ROOT
 from reasonact.eval import tables as xt
-from reasonact.eval.experiments import Experiment, ExperimentConfigError, load_table
+from reasonact.eval.experiments import Experiment, ExperimentConfigError, load_table, subset_manifest
 from reasonact.eval.metrics import mean_std
 from reasonact.paths import STAGES, prior_adapters
 
@@ -297,7 +297,7 @@ def test_resume_skips_finished_rows_and_finishes_interrupted_ones(tmp_path):
 
 
 def test_clips_per_class_evaluates_a_stratified_subset(tmp_path):
-    from reasonact.data.manifest import read_manifest
+    from reasonact.data.manifest import read_manifest, write_manifest
 
     fakes = Fakes()
     whole = experiment(tmp_path, fakes).plan(["base"])[0]["eval"]
@@ -311,6 +311,10 @@ def test_clips_per_class_evaluates_a_stratified_subset(tmp_path):
     again = Fakes()
     experiment(tmp_path, again, clips_per_class=2).run(rows=["base"])
     assert again.evaluated == []  # the subset's evaluation is reused too
+    # a list another checkout wrote (a copied --root) points at that checkout's clips: written again
+    path = Path(fakes.manifests[0])
+    write_manifest([{**r, "video": f"/another/checkout/{Path(r['video']).name}"} for r in records], path)
+    assert subset_manifest(exp.recipe, 2, path.parent) == path and read_manifest(path) == records
 
 
 class ProbeFakes(Fakes):

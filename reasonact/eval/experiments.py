@@ -437,21 +437,20 @@ def train_stage_default(stage: str, recipe: Recipe, run: Path, *, library_fracti
 
 def subset_manifest(recipe: Recipe, clips_per_class: int | None, data_root: Path) -> Path | None:
     """The first ``clips_per_class`` clips of each class of the profile's SynthAct test split, as a
-    manifest in ``data_root`` (None: the whole split, the protocol's default)."""
+    manifest in ``data_root`` (None: the whole split, the protocol's default). Its video paths always point
+    into the dataset just checked: a list written by another checkout (a shared or copied ``--root``) is
+    rewritten, since that checkout's folder may since hold clips of another level."""
     if not clips_per_class:
         return None
-
     src = Path(ensure_dataset(recipe)["manifests"]["test"])
     path = Path(data_root) / f"synthact_test-{_files_hash([src])}-{clips_per_class}-per-class.jsonl"
-    if path.is_file():
-        return path
     taken: dict[str, int] = {}
     keep = []
     for rec in read_manifest(src):  # video paths made absolute
         if taken.get(rec["label"], 0) < clips_per_class:
             taken[rec["label"]] = taken.get(rec["label"], 0) + 1
             keep.append(rec)
-    return write_manifest(keep, path)
+    return path if path.is_file() and read_manifest(path) == keep else write_manifest(keep, path)
 
 
 def bonus_share(stage_dir: Path) -> float | None:
