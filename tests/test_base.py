@@ -162,6 +162,9 @@ def test_tag_weights_fall_on_the_answers_tags_and_scale_their_loss(tiny_model_di
                         train_sampling_strategy="sequential", disable_tqdm=True)  # fmt: skip
     assert trainer.state.global_step == 1
     assert np.isfinite([h["loss"] for h in trainer.state.log_history if "loss" in h]).all()
+    trainer.args.label_smoothing_factor = 0.1  # TRL's own loss would pass the weights to the model
+    with pytest.raises(ValueError, match="weighted tokens .base.tag_weight. need the plain nll loss"):
+        trainer.compute_loss(model, batch)
 
     # on a GPU too, weighted batches take the full-logits loss: TRL's fused LM head would drop the weights
     class Chosen(Exception):

@@ -122,10 +122,9 @@ def mixed_precision(model) -> dict:
 
 
 def next_token_nll(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
-    """The SFT loss from the model's full logits: summed next-token NLL over the labelled tokens, divided by
-    ``num_items_in_batch`` (the labelled tokens of the whole accumulated batch, as Trainer counts them) or
-    by this batch's own count. The same quantity as TRL's fused LM head, which computes it in vocabulary
-    tiles without building the logits. ``inputs["loss_weights"]`` (optional) weighs each token's NLL."""
+    """The SFT loss from full logits: the labelled tokens' summed next-token NLL, each weighed by
+    ``inputs["loss_weights"]`` when given, over ``num_items_in_batch`` (the accumulated batch's labelled tokens,
+    as Trainer counts them) or this batch's count: TRL's fused LM head's quantity, without its vocabulary tiles."""
     labels, weights = inputs["labels"], inputs.get("loss_weights")
     forward = {k: v for k, v in inputs.items() if k not in ("labels", "loss_weights")}
     logits = model(**forward, use_cache=False).logits
@@ -139,12 +138,13 @@ def cpu_sft_trainer():
     from trl import SFTTrainer
 
     class CPUSFTTrainer(SFTTrainer):
-        """SFTTrainer with the loss from full logits (``next_token_nll``). TRL 1.16 always patches in a fused
-        LM head: Triton kernels on a GPU, on a CPU their torch stand-ins, which doubled a tiny V-SFT step
-        (BENCHMARKS.md, "Where a tiny training step goes"). TRL's entropy / token-accuracy logs are dropped."""
+        """SFTTrainer with the loss from full logits (``next_token_nll``), not TRL 1.16's fused LM head, whose CPU
+        stand-ins doubled a tiny V-SFT step (BENCHMARKS.md, "Where a tiny training step goes"); no entropy logs."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs or self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0:
+                if "loss_weights" in inputs:  # TRL's loss would hand them to the model as an unknown argument
+                    raise ValueError("weighted tokens (base.tag_weight) need the plain nll loss")
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = next_token_nll(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
