@@ -148,7 +148,7 @@ def model_path(recipe: Recipe) -> str:
             raise FileNotFoundError(
                 f"no tiny perception base for this recipe (key {base_key(recipe)}) in {COMMITTED_BASE_DIR} or "
                 f"{base_dir(recipe)}: build it with `reasonact base build --profile {recipe.profile}` and this "
-                "recipe's --config/--set (about 10 minutes on 2 cores; `reasonact run` does it first)"
+                "recipe's --config/--set (about 13 minutes on 2 cores; `reasonact run` does it first)"
             )
         return str(found)
     path = tiny_model_dir(m.tiny, recipe.video.size)

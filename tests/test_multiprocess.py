@@ -183,9 +183,12 @@ def test_two_cpu_processes_train_identical_adapters(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_run_tgrpo(tmp_path):
+def test_two_cpu_processes_run_tgrpo(tmp_path, tiny_model_dir):
     """``reasonact train tgrpo`` under ``accelerate launch`` with 2 gloo processes: each rank generates for
-    whole prompt groups of its own clips, the ranks end with the same trained adapter, rank 0 saves it."""
+    whole prompt groups of its own clips, the ranks end with the same trained adapter, rank 0 saves it.
+    From the random-init tiny model: its samples differ within a group, so the parity reward has a spread to
+    learn from (from the committed base, the 8-token completions of each group earned the same reward: the
+    adapter did not move)."""
     from safetensors.torch import load_file
 
     from reasonact.video import write_video
@@ -205,7 +208,7 @@ def test_two_cpu_processes_run_tgrpo(tmp_path):
     sets = {"tgrpo.manifest": manifest, "tgrpo.num_generations": g, "tgrpo.shuffled_generations": 1,
             "tgrpo.per_device_train_batch_size": 2, "tgrpo.steps_per_generation": 2, "tgrpo.max_steps": 2,
             "tgrpo.max_completion_length": 8, "tgrpo.learning_rate": 1e-2, "tgrpo.logging_steps": 1,
-            "tgrpo.save_steps": 100, "tgrpo.eval_clips": 0}  # fmt: skip
+            "tgrpo.save_steps": 100, "tgrpo.eval_clips": 0, "model.name_or_path": tiny_model_dir}  # fmt: skip
     cmd = [str(ACCELERATE), "launch", "--config_file", str(CONFIGS / "cpu_gloo.yaml"),
            "--num_processes", str(world), "--main_process_port", str(free_port()),
            str(REPO_ROOT / "tests" / "multiprocess_entry.py"),
